@@ -1,0 +1,1 @@
+"""Registration: applications and their five steps, documents, officer review, accounts."""

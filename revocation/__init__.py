@@ -1,0 +1,1 @@
+"""Revocation: revoke certificates, publish CRLs, answer revocation status for mTLS."""

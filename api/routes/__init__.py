@@ -1,0 +1,1 @@
+"""Routers per audience (STYLE.md): applicants, officers, public PKI, mTLS."""

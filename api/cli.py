@@ -1,0 +1,204 @@
+"""The ``ehrca`` command line: init, serve, officer add, crl publish, db upgrade,
+mail deliver. Exit codes: 0 success, 1 refused (with a message on stderr), 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from api.services import build_services
+from api.settings import Settings, SettingsError
+from ca import lint
+from ca.errors import DomainError
+from ca.keys import FileKeyStore, KeyStoreError
+from ca.service import (
+    CAAlreadyInitialised,
+    ca_exists,
+    initialise_hierarchy,
+    remove_hierarchy,
+    utc_now,
+)
+from db.migrate import upgrade
+from db.session import create_db_engine, create_session_factory
+from registration.accounts import create_officer
+from registration.models import OfficerRole
+from revocation.service import publish_all_crls
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "root_key_type", None):
+        overrides["root_key_type"] = args.root_key_type
+    if getattr(args, "issuing_key_type", None):
+        overrides["issuing_key_type"] = args.issuing_key_type
+    return Settings(**overrides)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the database schema, the CA hierarchy, the mTLS server key and the first CRLs.
+
+    All or nothing: if any step fails (a lint error, a key file that exists already),
+    the key files this run wrote and the CA rows it committed are removed again, so
+    the next ``ehrca init`` starts clean.
+    """
+    settings = _settings(args)
+    settings.check_production()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    upgrade(url)
+    engine = create_db_engine(url)
+    factory = create_session_factory(engine)
+    try:
+        with factory() as session:
+            if ca_exists(session):
+                if args.exist_ok:
+                    print("ehrca: CA already initialised; nothing to do")
+                    return 0
+                raise CAAlreadyInitialised(
+                    "a CA exists already in this database; refusing to overwrite"
+                )
+            passphrase = settings.key_passphrase_bytes(create=True)
+            keystore = FileKeyStore(settings.keys_dir, passphrase)
+            config = settings.ca_config()
+            before = set(settings.keys_dir.iterdir())
+            try:
+                root, issuing = initialise_hierarchy(
+                    session, keystore, config, now=utc_now(), linter=lint.check_certificate
+                )
+                publish_all_crls(session, keystore, now=utc_now(), validity=config.crl_validity)
+            except BaseException:
+                session.rollback()
+                remove_hierarchy(session)
+                for path in set(settings.keys_dir.iterdir()) - before:
+                    path.unlink()
+                raise
+            print(
+                f"root CA:    {root.certificate.subject.rfc4514_string()} ({config.root_key_type})"
+            )
+            print(
+                f"issuing CA: {issuing.certificate.subject.rfc4514_string()} "
+                f"({config.issuing_key_type})"
+            )
+            print(f"keys in {settings.keys_dir}/, database {url}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    """Run the HTTP API and the mTLS listener (Ctrl-C to stop)."""
+    from api.server import serve
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url)
+    services = build_services(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(services))
+    return 0
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_officer_add(args: argparse.Namespace) -> int:
+    """Add an officer; the password is read from stdin (one line) or prompted."""
+    settings = Settings()
+    engine = create_db_engine(settings.resolved_database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            password = _read_password(f"password for {args.name}: ")
+            create_officer(session, args.name, OfficerRole(args.role), password, now=utc_now())
+    finally:
+        engine.dispose()
+    print(f"officer {args.name} ({args.role}) added")
+    return 0
+
+
+def cmd_crl_publish(_args: argparse.Namespace) -> int:
+    """Re-sign every CA's CRL now."""
+    services = build_services(Settings())
+    try:
+        with services.sessions() as session:
+            rows = publish_all_crls(
+                session, services.keystore, now=utc_now(), validity=services.ca_config.crl_validity
+            )
+            for row in rows:
+                next_update = row.next_update.isoformat()
+                print(f"{row.issuer.name}: CRL number {row.crl_number}, nextUpdate {next_update}")
+    finally:
+        services.dispose()
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    """Apply pending schema migrations."""
+    upgrade(Settings().resolved_database_url)
+    return 0
+
+
+def cmd_mail_deliver(_args: argparse.Namespace) -> int:
+    """Deliver pending outbox mail now."""
+    services = build_services(Settings())
+    try:
+        sent, failed = services.deliver_mail()
+    finally:
+        services.dispose()
+    print(f"sent {sent}, failed {failed}")
+    return 0 if failed == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (settings come from ``EHRCA_*`` variables, see the README)."""
+    parser = argparse.ArgumentParser(prog="ehrca", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="create the CA hierarchy and the database")
+    init.add_argument("--root-key-type", choices=["ec-p384", "rsa-3072", "rsa-4096"])
+    init.add_argument("--issuing-key-type", choices=["ec-p256", "rsa-2048", "rsa-3072"])
+    init.add_argument(
+        "--exist-ok", action="store_true", help="succeed quietly if already initialised"
+    )
+    init.set_defaults(func=cmd_init)
+    sub.add_parser("serve", help="run the HTTP API and the mTLS listener").set_defaults(
+        func=cmd_serve
+    )
+    officer = sub.add_parser("officer", help="manage officers").add_subparsers(
+        dest="action", required=True
+    )
+    add = officer.add_parser("add", help="add an officer (password on stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=[r.value for r in OfficerRole])
+    add.set_defaults(func=cmd_officer_add)
+    crl = sub.add_parser("crl", help="CRLs").add_subparsers(dest="action", required=True)
+    crl.add_parser("publish", help="re-sign every CRL now").set_defaults(func=cmd_crl_publish)
+    db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    mail = sub.add_parser("mail", help="mail outbox").add_subparsers(dest="action", required=True)
+    mail.add_parser("deliver", help="deliver pending mail").set_defaults(func=cmd_mail_deliver)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ehrca`` console script."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (DomainError, SettingsError, KeyStoreError, ValueError, ValidationError) as exc:
+        print(f"ehrca: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

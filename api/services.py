@@ -1,0 +1,122 @@
+"""The wiring: settings → engine, sessions, key store, CA config, mailer, caches.
+
+``api/`` builds one :class:`Services` per process and hands each domain function
+only what it needs (DESIGN.md: domain packages never read settings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.settings import Settings
+from ca import lint
+from ca.config import CAConfig
+from ca.keys import FileKeyStore
+from ca.service import Clock, utc_now
+from db.session import create_db_engine, create_session_factory
+from issuance.mail import MaildirMailer, Mailer, SmtpMailer, deliver_pending
+from issuance.service import IssuanceContext
+from registration.service import ApprovalContext, DocumentLimits
+from revocation.service import publish_all_crls
+from revocation.status import RevocationStatusCache
+
+log = logging.getLogger("ehrca")
+
+
+@dataclass
+class Services:
+    """Everything a request handler or background task needs, built once per process.
+
+    Attributes:
+        crl_listeners: callables run after a CRL is published (the mTLS listener
+            registers one that swaps in a fresh SSL context).
+    """
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keystore: FileKeyStore
+    ca_config: CAConfig
+    issuance: IssuanceContext
+    mailer: Mailer
+    revocation_status: RevocationStatusCache
+    clock: Clock = utc_now
+    crl_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def approval(self) -> ApprovalContext:
+        """Download-code lifetime and base URL for approval mails."""
+        return ApprovalContext(
+            download_code_validity=dt.timedelta(days=self.settings.download_code_validity_days),
+            base_url=self.settings.public_base_url,
+        )
+
+    @property
+    def document_limits(self) -> DocumentLimits:
+        """Upload limits from settings."""
+        return DocumentLimits(self.settings.max_document_bytes, self.settings.max_documents)
+
+    def deliver_mail(self) -> tuple[int, int]:
+        """Send pending outbox mail now; returns ``(sent, failed)``. Never raises for
+        delivery failures (they stay in the outbox for the next try)."""
+        return deliver_pending(
+            self.sessions, self.mailer, sender=self.settings.mail_from, now=self.clock()
+        )
+
+    def publish_crls(self) -> None:
+        """Publish fresh CRLs for every authority and notify :attr:`crl_listeners`."""
+        with self.sessions() as session:
+            publish_all_crls(
+                session, self.keystore, now=self.clock(), validity=self.ca_config.crl_validity
+            )
+        self.notify_crl_published()
+
+    def notify_crl_published(self) -> None:
+        """Run every CRL listener; a failing listener is logged, never raised."""
+        for listener in self.crl_listeners:
+            try:
+                listener()
+            except Exception:  # a listener must not undo a committed publication
+                log.exception("CRL listener failed")
+
+    def dispose(self) -> None:
+        """Close database connections."""
+        self.engine.dispose()
+
+
+def _linter(der: bytes) -> None:
+    lint.check_certificate(der)
+
+
+def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
+    """Build the :class:`Services` for ``settings``.
+
+    Raises:
+        api.settings.SettingsError: unsafe production settings or no key passphrase.
+    """
+    settings.check_production()
+    engine = create_db_engine(settings.resolved_database_url)
+    keystore = FileKeyStore(settings.keys_dir, settings.key_passphrase_bytes())
+    ca_config = settings.ca_config()
+    mailer: Mailer = (
+        SmtpMailer(settings.smtp_url) if settings.smtp_url else MaildirMailer(settings.outbox_dir)
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        keystore=keystore,
+        ca_config=ca_config,
+        issuance=IssuanceContext(
+            keystore, ca_config, _linter if settings.lint_before_signing else None
+        ),
+        mailer=mailer,
+        revocation_status=RevocationStatusCache(),
+        clock=clock,
+    )

@@ -1,0 +1,181 @@
+"""Pydantic schemas of the registration steps (input) and the review (output)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from registration import rules
+
+Text64 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Text255 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Phone = Annotated[str, AfterValidator(rules.check_phone)]
+ProviderType = Literal[
+    "private_hospital",
+    "non_private_hospital",
+    "medical_group",
+    "solo_practice",
+    "nursing_home",
+    "laboratory",
+    "pharmacy",
+    "other",
+]
+Language = Literal["en", "zh-Hant", "zh-Hans"]
+District = Literal[
+    "Central and Western",
+    "Wan Chai",
+    "Eastern",
+    "Southern",
+    "Yau Tsim Mong",
+    "Sham Shui Po",
+    "Kowloon City",
+    "Wong Tai Sin",
+    "Kwun Tong",
+    "Kwai Tsing",
+    "Tsuen Wan",
+    "Tuen Mun",
+    "Yuen Long",
+    "North",
+    "Tai Po",
+    "Sha Tin",
+    "Sai Kung",
+    "Islands",
+]
+
+
+class Strict(BaseModel):
+    """Base: unknown fields are refused, so a typo is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApplicationCreate(Strict):
+    """``POST /api/v1/applications``: the applicant's contact, password and language."""
+
+    contact_email: EmailStr
+    password: str = Field(min_length=12, max_length=128)
+    language: Language = "en"
+
+
+class ProviderDetails(Strict):
+    """Step 1: the healthcare provider. Names are at most 64 characters (X.520 bound,
+    they go into the certificate subject)."""
+
+    provider_type: ProviderType
+    name_en: Text64
+    name_zh: Text64 | None = None
+    business_registration_number: Annotated[
+        str, AfterValidator(rules.check_business_registration_number)
+    ]
+    correspondence_address: Text255
+    phone: Phone
+    email: EmailStr
+    preferred_language: Language = "en"
+
+
+class UserAdminIn(Strict):
+    """Step 2: one user administrator. The HKID is hashed on receipt."""
+
+    name: Text64
+    identity_document: Annotated[str, AfterValidator(rules.check_hkid)]
+    email: EmailStr
+    phone: Phone
+    position: Text64
+
+
+class ServiceLocationIn(Strict):
+    """Step 3: one service location."""
+
+    name_en: Text64
+    name_zh: Text64 | None = None
+    address: Text255
+    district: District
+    phone: Phone
+    opening_status: Literal["open", "opening_soon", "temporarily_closed"] = "open"
+
+
+class DecisionIn(Strict):
+    """An officer's decision with its reason."""
+
+    decision: Literal["approve", "reject", "request_documents"]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class UserAdminOut(BaseModel):
+    """A user administrator as shown back (identity document: last 4 only)."""
+
+    name: str
+    identity_document_last4: str
+    email: str
+    phone: str
+    position: str
+
+
+class ServiceLocationOut(BaseModel):
+    """A service location as shown back, with its ``id`` for collection URLs."""
+
+    id: int
+    name_en: str
+    name_zh: str | None
+    address: str
+    district: str
+    phone: str
+    opening_status: str
+    certificate_serial_numbers: list[str] = []
+
+
+class DocumentOut(BaseModel):
+    """An uploaded document's metadata."""
+
+    id: int
+    kind: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    uploaded_at: dt.datetime
+
+
+class EventOut(BaseModel):
+    """A recorded transition."""
+
+    from_status: str
+    to_status: str
+    actor: str
+    reason: str | None
+    at: dt.datetime
+
+
+class ProviderOut(BaseModel):
+    """Step 1 as shown back."""
+
+    provider_type: str
+    name_en: str | None
+    name_zh: str | None
+    business_registration_number: str | None
+    correspondence_address: str | None
+    phone: str | None
+    email: str | None
+    preferred_language: str
+
+
+class ApplicationOut(BaseModel):
+    """``GET /api/v1/applications/{reference}``: every step, what is missing, the status."""
+
+    reference: str
+    status: str
+    language: str
+    contact_email: str
+    provider: ProviderOut | None
+    user_admins: list[UserAdminOut]
+    service_locations: list[ServiceLocationOut]
+    documents: list[DocumentOut]
+    missing: list[str]
+    decision_reason: str | None
+    created_at: dt.datetime
+    submitted_at: dt.datetime | None
+    accepted_at: dt.datetime | None
+    effective_at: dt.datetime | None
+    events: list[EventOut]
