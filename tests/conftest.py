@@ -1,0 +1,137 @@
+"""Shared fixtures: a database per test (SQLite, or PostgreSQL with
+``EHRCA_TEST_DATABASE_URL``), a frozen clock, an initialised CA, the API client.
+
+PostgreSQL: each test gets its own schema (``search_path``) migrated by Alembic and
+dropped afterwards. If the server cannot be reached the tests are skipped with the
+reason — except in CI (``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from api.app import create_app
+from api.services import Services, build_services
+from api.settings import Settings
+from ca.service import initialise_hierarchy
+from db.migrate import upgrade
+from revocation.service import publish_all_crls
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "applications.json"
+TEST_PASSPHRASE = "test-passphrase-not-secret"
+START = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=dt.UTC)
+
+
+class FrozenClock:
+    """A clock tests move by hand (``advance``); starts at :data:`START`."""
+
+    def __init__(self, start: dt.datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> dt.datetime:
+        self.now += dt.timedelta(**delta)
+        return self.now
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("EHRCA_TEST_DATABASE_URL") or None
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str | None:
+    """The PostgreSQL URL under test, checked once; ``None`` for SQLite runs."""
+    url = _postgres_url()
+    if url is None:
+        return None
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
+        message = f"PostgreSQL at {url} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, postgres_base_url: str | None) -> Iterator[str]:
+    """A freshly migrated database for one test."""
+    if postgres_base_url is None:
+        url = f"sqlite:///{tmp_path / 'ehrca.db'}"
+        upgrade(url)
+        yield url
+        return
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(postgres_base_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in postgres_base_url else "?"
+    url = f"{postgres_base_url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The frozen clock every service in the test uses."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings pointing at the test's database, key and var directories."""
+    return Settings(
+        var_dir=tmp_path / "var",
+        keys_dir=tmp_path / "keys",
+        database_url=database_url,
+        key_passphrase=TEST_PASSPHRASE,  # type: ignore[arg-type]
+        public_base_url="http://127.0.0.1:8000",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def services(settings: Settings, clock: FrozenClock) -> Iterator[Services]:
+    """Services with an initialised CA (root, issuing, mTLS server) and first CRLs."""
+    built = build_services(settings, clock=clock)
+    with built.sessions() as session:
+        initialise_hierarchy(session, built.keystore, built.ca_config, now=clock())
+        publish_all_crls(session, built.keystore, now=clock(), validity=built.ca_config.crl_validity)
+    yield built
+    built.dispose()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    """A TestClient over the HTTP API (server errors become 500 responses, as live)."""
+    with TestClient(create_app(services), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[dict[str, Any]]:
+    """The fictional providers of ``shared/samples/applications.json``."""
+    data: dict[str, Any] = json.loads(SAMPLES.read_text(encoding="utf-8"))
+    applications: list[dict[str, Any]] = data["applications"]
+    return applications
