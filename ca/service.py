@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ca.audit import record_event
 from ca.config import CAConfig
 from ca.errors import DomainError, ErrorCategory
 from ca.keys import KeyStore, KeyType, PrivateKey, PublicKey
@@ -249,6 +250,7 @@ def remove_hierarchy(session: Session) -> None:
     session.execute(delete(CertificateRecord))
     session.execute(update(CertificateAuthority).values(parent_id=None))
     session.execute(delete(CertificateAuthority))
+    record_event(session, "ca.init_rolled_back", actor="cli", now=utc_now())
     session.commit()
 
 
@@ -305,6 +307,18 @@ def initialise_hierarchy(
         ISSUING_CA_NAME, CARole.ISSUING, issuing_cert, issuing_ref, root_row.id, now
     )
     session.add(issuing_row)
+    for name, cert, ref in (
+        (ROOT_CA_NAME, root_cert, root_ref),
+        (ISSUING_CA_NAME, issuing_cert, issuing_ref),
+    ):
+        record_event(
+            session,
+            "ca.key_created",
+            actor="cli",
+            now=now,
+            subject=name,
+            details={"key_ref": ref, "certificate_subject": cert.subject.rfc4514_string()},
+        )
     session.commit()
     issuing = Signer(issuing_row, issuing_cert, issuing_key)
     issue_server_certificate(session, keystore, issuing, config, now=now, linter=linter)

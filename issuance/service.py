@@ -14,6 +14,7 @@ from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ca.audit import record_event
 from ca.config import CAConfig
 from ca.errors import ErrorCategory
 from ca.keys import KeyStore, KeyType, generate_private_key
@@ -176,6 +177,27 @@ def _issue(
         session.rollback()  # gives the download code back unless the reservation committed
         raise
     code_row.certificate_id = record.id
+    record_event(
+        session,
+        "certificate.issued",
+        actor=location.provider_reference,
+        now=now,
+        subject=record.serial_number,
+        details={
+            "profile": record.profile,
+            "service_location": location.number,
+            "key_generated_by_ca": key_generated_by_ca,
+            "subject_dn": record.subject,
+        },
+    )
+    if key_generated_by_ca:
+        record_event(
+            session,
+            "certificate.pkcs12_delivered",
+            actor=location.provider_reference,
+            now=now,
+            subject=record.serial_number,
+        )
     session.commit()
     return record, certificate, _chain(session, signer)
 

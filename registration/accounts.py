@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ca.audit import record_event
 from registration.errors import Forbidden, InvalidCredentials, NotAuthenticated, OfficerExists
 from registration.models import AccessToken, Application, Officer, OfficerRole
 from registration.passwords import hash_password, verify_password
@@ -49,7 +50,13 @@ class Principal:
 
 
 def create_officer(
-    session: Session, name: str, role: OfficerRole, password: str, *, now: dt.datetime
+    session: Session,
+    name: str,
+    role: OfficerRole,
+    password: str,
+    *,
+    now: dt.datetime,
+    actor: str = "cli",
 ) -> Officer:
     """Add an officer (commits).
 
@@ -68,6 +75,9 @@ def create_officer(
         name=name, role=role, password_hash=hash_password(password), active=True, created_at=now
     )
     session.add(officer)
+    record_event(
+        session, "officer.created", actor=actor, now=now, subject=name, details={"role": role.value}
+    )
     session.commit()
     return officer
 
@@ -100,7 +110,19 @@ def login(
         if ok and officer is not None and officer.active:
             principal = Principal("officer", officer.name, officer.role.value)
     if principal is None:
+        record_event(
+            session, "auth.login_failed", actor=username[:128], now=now, subject=username[:128]
+        )
+        session.commit()
         raise InvalidCredentials("username or password is wrong")
+    record_event(
+        session,
+        "auth.login",
+        actor=principal.subject,
+        now=now,
+        subject=principal.subject,
+        details={"kind": principal.kind, "role": principal.role},
+    )
     token = secrets.token_urlsafe(32)
     session.execute(delete(AccessToken).where(AccessToken.expires_at <= now))
     session.add(

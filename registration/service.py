@@ -19,6 +19,7 @@ import puremagic
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ca.audit import record_event
 from ca.models import CertificateRecord
 from issuance.codes import create_download_code
 from issuance.mail import enqueue_mail
@@ -359,6 +360,13 @@ def submit(
         )
     _record(session, application, Action.SUBMIT, principal.subject, None, now)
     application.submitted_at = now
+    record_event(
+        session,
+        "application.submitted",
+        actor=principal.subject,
+        now=now,
+        subject=application.reference,
+    )
     session.commit()
 
 
@@ -396,6 +404,14 @@ def decide(
     _record(session, application, action, officer.subject, reason, now)
     application.decided_at = now
     application.decision_reason = reason
+    record_event(
+        session,
+        f"application.{action.value}",
+        actor=officer.subject,
+        now=now,
+        subject=application.reference,
+        details={"reason": reason},
+    )
     codes: dict[int, str] = {}
     if action is Action.APPROVE:
         application.accepted_at = now

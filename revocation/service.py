@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ca.audit import record_event
 from ca.keys import KeyStore
 from ca.models import CARole, CertificateAuthority, CertificateRecord, CertificateStatus
 from ca.service import get_authority
@@ -90,6 +91,18 @@ def revoke_certificate(
     )
     record.status = CertificateStatus.REVOKED
     session.add(revocation)
+    record_event(
+        session,
+        "certificate.revoked",
+        actor=actor,
+        now=now,
+        subject=record.serial_number,
+        details={
+            "reason": reason.value,
+            "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
+            "role": actor_role,
+        },
+    )
     session.commit()
     return RevocationResult(revocation, record)
 

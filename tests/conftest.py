@@ -61,7 +61,7 @@ def postgres_base_url() -> str | None:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
+    except Exception as exc:
         message = f"PostgreSQL at {url} is unreachable: {exc}"
         if os.environ.get("CI"):
             pytest.fail(message)
@@ -117,7 +117,9 @@ def services(settings: Settings, clock: FrozenClock) -> Iterator[Services]:
     built = build_services(settings, clock=clock)
     with built.sessions() as session:
         initialise_hierarchy(session, built.keystore, built.ca_config, now=clock())
-        publish_all_crls(session, built.keystore, now=clock(), validity=built.ca_config.crl_validity)
+        publish_all_crls(
+            session, built.keystore, now=clock(), validity=built.ca_config.crl_validity
+        )
     yield built
     built.dispose()
 

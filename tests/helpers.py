@@ -24,11 +24,19 @@ from revocation.service import latest_crl
 APPLICANT_PASSWORD = "clinic-password-2026"
 OFFICER_PASSWORD = "officer-password-2026"
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8cfc0f01f0005000201a5b0d6a90000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8cfc0f01f0005000201a5b0d6a90000000049454e44ae426082"
+)
 
 REQUIRED = {
-    "solo_practice": ("business_registration_certificate", "professional_registration_of_person_in_charge"),
-    "medical_group": ("business_registration_certificate", "professional_registration_of_person_in_charge"),
+    "solo_practice": (
+        "business_registration_certificate",
+        "professional_registration_of_person_in_charge",
+    ),
+    "medical_group": (
+        "business_registration_certificate",
+        "professional_registration_of_person_in_charge",
+    ),
     "laboratory": ("business_registration_certificate", "laboratory_accreditation"),
 }
 
@@ -146,7 +154,9 @@ def download_codes(outbox: Path, reference: str) -> dict[int, str]:
     raise AssertionError(f"no login-instructions mail for {reference}")
 
 
-def make_csr(key: ec.EllipticCurvePrivateKey | None = None, *, subject: str = "ignored") -> tuple[ec.EllipticCurvePrivateKey, str]:
+def make_csr(
+    key: ec.EllipticCurvePrivateKey | None = None, *, subject: str = "ignored"
+) -> tuple[ec.EllipticCurvePrivateKey, str]:
     key = key or ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -177,7 +187,11 @@ def assert_lint_clean(der: bytes, *, kind: str = "certificate") -> None:
     if kind == "crl":
         findings = lint.blocking(lint.lint_crl(der))
     else:
-        findings = [f for f in lint.blocking(lint.lint_certificate(der)) if not lint.is_known_false_positive(f)]
+        findings = [
+            f
+            for f in lint.blocking(lint.lint_certificate(der))
+            if not lint.is_known_false_positive(f)
+        ]
     assert findings == [], findings
 
 
@@ -197,8 +211,12 @@ def ca_pems(services: Services, tmp: Path) -> tuple[Path, Path, Path]:
         for path, data in zip(
             paths,
             (
-                x509.load_der_x509_certificate(root.certificate_der).public_bytes(serialization.Encoding.PEM),
-                x509.load_der_x509_certificate(issuing.certificate_der).public_bytes(serialization.Encoding.PEM),
+                x509.load_der_x509_certificate(root.certificate_der).public_bytes(
+                    serialization.Encoding.PEM
+                ),
+                x509.load_der_x509_certificate(issuing.certificate_der).public_bytes(
+                    serialization.Encoding.PEM
+                ),
                 b"".join(crl_pems),
             ),
             strict=True,
@@ -207,7 +225,9 @@ def ca_pems(services: Services, tmp: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def openssl_verify(services: Services, tmp: Path, certificate_pem: str) -> subprocess.CompletedProcess[str]:
+def openssl_verify(
+    services: Services, tmp: Path, certificate_pem: str
+) -> subprocess.CompletedProcess[str]:
     """``openssl verify -x509_strict -purpose sslclient -crl_check_all`` against the
     test CA and its current CRLs."""
     root, issuing, crls = ca_pems(services, tmp)
@@ -215,8 +235,19 @@ def openssl_verify(services: Services, tmp: Path, certificate_pem: str) -> subpr
     leaf.write_text(certificate_pem)
     return subprocess.run(
         [
-            "openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-crl_check_all",
-            "-CAfile", str(root), "-untrusted", str(issuing), "-CRLfile", str(crls), str(leaf),
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-crl_check_all",
+            "-CAfile",
+            str(root),
+            "-untrusted",
+            str(issuing),
+            "-CRLfile",
+            str(crls),
+            str(leaf),
         ],
         capture_output=True,
         text=True,

@@ -59,11 +59,19 @@ def test_story_csr_collection_gives_the_profiled_certificate(
         (NameOID.ORGANIZATIONAL_UNIT_NAME, "屯門𨋢口診所"),
         (NameOID.COMMON_NAME, f"{reference}-L3"),
     ]
-    assert certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)[0]._type.name == "PrintableString"
-    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0]._type.name == "UTF8String"
+    assert (
+        certificate.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)[0]._type.name
+        == "PrintableString"
+    )
+    assert (
+        certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0]._type.name
+        == "UTF8String"
+    )
     assert certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ) == key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert certificate.serial_number == int(body["serial_number"], 16)
     assert len(body["serial_number"]) == 40
     assert 2**64 <= certificate.serial_number < 2**159
@@ -75,11 +83,15 @@ def test_story_csr_collection_gives_the_profiled_certificate(
     )
     # Validity: 730 days, notAfter inclusive (one second before the 730-day mark).
     assert certificate.not_valid_before_utc == START
-    assert certificate.not_valid_after_utc == START + dt.timedelta(days=730) - dt.timedelta(seconds=1)
+    assert certificate.not_valid_after_utc == START + dt.timedelta(days=730) - dt.timedelta(
+        seconds=1
+    )
     ku = ext.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and not ku.value.key_encipherment
     assert not ku.value.key_cert_sign
-    assert ext.get_extension_for_class(x509.ExtendedKeyUsage).value._usages == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert ext.get_extension_for_class(x509.ExtendedKeyUsage).value._usages == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
     bc = ext.get_extension_for_class(x509.BasicConstraints)
     assert bc.critical and bc.value.ca is False
     san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -92,7 +104,11 @@ def test_story_csr_collection_gives_the_profiled_certificate(
     crl_url = cdp[0].full_name[0].value
     assert crl_url == "http://127.0.0.1:8000/pki/crl/ehrca-issuing-1.crl"
     aia = ext.get_extension_for_class(x509.AuthorityInformationAccess).value
-    ca_issuers = [d.access_location.value for d in aia if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS]
+    ca_issuers = [
+        d.access_location.value
+        for d in aia
+        if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS
+    ]
     assert ca_issuers == ["http://127.0.0.1:8000/pki/ca/ehrca-issuing-1.crt"]
 
     # The URLs in the certificate really serve the CA certificate and the CRL.
@@ -128,7 +144,9 @@ def test_approval_writes_acceptance_and_login_mails(
     client: TestClient, services: Services, samples: list[dict[str, Any]]
 ) -> None:
     reference, _token, codes = approved_application(client, services, samples[0])
-    messages = [m for m in outbox_messages(services.settings.outbox_dir) if reference in str(m["Subject"])]
+    messages = [
+        m for m in outbox_messages(services.settings.outbox_dir) if reference in str(m["Subject"])
+    ]
     # Dr Chan's clinic chose Traditional Chinese.
     assert [str(m["Subject"]) for m in messages] == [
         f"電子健康紀錄登記 {reference} 已獲接納",
@@ -154,12 +172,20 @@ def test_approval_writes_acceptance_and_login_mails(
 
 @pytest.mark.parametrize("profile", ["modern", "legacy"])
 def test_pkcs12_collection_opens_with_openssl_and_keytool(
-    client: TestClient, services: Services, samples: list[dict[str, Any]], tmp_path: Path, profile: str
+    client: TestClient,
+    services: Services,
+    samples: list[dict[str, Any]],
+    tmp_path: Path,
+    profile: str,
 ) -> None:
     reference, token, codes = approved_application(client, services, samples[1])
     response = client.post(
         f"/api/v1/applications/{reference}/service-locations/2/certificate",
-        json={"download_code": codes[2], "pkcs12_password": APPLICANT_PASSWORD, "pkcs12_profile": profile},
+        json={
+            "download_code": codes[2],
+            "pkcs12_password": APPLICANT_PASSWORD,
+            "pkcs12_profile": profile,
+        },
         headers=bearer(token),
     )
     assert response.status_code == 201, response.text
@@ -169,15 +195,26 @@ def test_pkcs12_collection_opens_with_openssl_and_keytool(
     blob = response.content
     parsed = pkcs12.load_pkcs12(blob, APPLICANT_PASSWORD.encode())
     assert parsed.cert is not None and parsed.key is not None
-    assert parsed.cert.friendly_name == "Sham Shui Po Clinic".encode()
-    assert format(parsed.cert.certificate.serial_number, "040x") == response.headers["x-serial-number"]
+    assert parsed.cert.friendly_name == b"Sham Shui Po Clinic"
+    assert (
+        format(parsed.cert.certificate.serial_number, "040x") == response.headers["x-serial-number"]
+    )
     assert [c.certificate.subject.rfc4514_string() for c in parsed.additional_certs] == [
         "CN=eHR Secure Connection Issuing CA 1,O=eHR Secure Connection,C=HK",
         "CN=eHR Secure Connection Root CA 1,O=eHR Secure Connection,C=HK",
     ]
     p12 = tmp_path / "l2.p12"
     p12.write_bytes(blob)
-    args = ["openssl", "pkcs12", "-in", str(p12), "-passin", f"pass:{APPLICANT_PASSWORD}", "-info", "-nokeys"]
+    args = [
+        "openssl",
+        "pkcs12",
+        "-in",
+        str(p12),
+        "-passin",
+        f"pass:{APPLICANT_PASSWORD}",
+        "-info",
+        "-nokeys",
+    ]
     if profile == "legacy":
         args.append("-legacy")
     out = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -187,8 +224,20 @@ def test_pkcs12_collection_opens_with_openssl_and_keytool(
     else:
         assert "pbeWithSHA1And3-KeyTripleDES-CBC" in out.stderr and "MAC: sha1" in out.stderr
     keytool = subprocess.run(
-        ["keytool", "-list", "-v", "-storetype", "PKCS12", "-keystore", str(p12), "-storepass", APPLICANT_PASSWORD],
-        capture_output=True, text=True, check=False,
+        [
+            "keytool",
+            "-list",
+            "-v",
+            "-storetype",
+            "PKCS12",
+            "-keystore",
+            str(p12),
+            "-storepass",
+            APPLICANT_PASSWORD,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert keytool.returncode == 0, keytool.stdout + keytool.stderr
     assert "Your keystore contains 1 entry" in keytool.stdout
@@ -215,7 +264,11 @@ def test_pkcs12_collection_opens_with_openssl_and_keytool(
 
 
 def test_revocation_reaches_the_crl(
-    client: TestClient, services: Services, samples: list[dict[str, Any]], tmp_path: Path, clock: FrozenClock
+    client: TestClient,
+    services: Services,
+    samples: list[dict[str, Any]],
+    tmp_path: Path,
+    clock: FrozenClock,
 ) -> None:
     reference, token, codes = approved_application(client, services, samples[2])
     body = collect_with_csr(client, reference, token, 1, codes[1], make_csr()[1])
@@ -244,16 +297,21 @@ def test_revocation_reaches_the_crl(
     served = client.get("/pki/crl/ehrca-issuing-1.crl")
     assert served.headers["content-type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(served.content)
-    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number_before + 1
+    assert (
+        crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number_before + 1
+    )
     assert crl.last_update_utc == START + dt.timedelta(hours=1)
     assert crl.next_update_utc == START + dt.timedelta(hours=25)
     entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
     assert entry is not None
     assert entry.revocation_date_utc == START + dt.timedelta(hours=1)
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
-    assert entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc == dt.datetime(
-        2026, 11, 29, 8, 30, tzinfo=dt.UTC
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        == x509.ReasonFlags.key_compromise
     )
+    assert entry.extensions.get_extension_for_class(
+        x509.InvalidityDate
+    ).value.invalidity_date_utc == dt.datetime(2026, 11, 29, 8, 30, tzinfo=dt.UTC)
     assert_lint_clean(served.content, kind="crl")
     pem = client.get("/pki/crl/ehrca-issuing-1.pem")
     assert pem.status_code == 200 and pem.text.startswith("-----BEGIN X509 CRL-----")
@@ -265,19 +323,35 @@ def test_revocation_reaches_the_crl(
     crl_file = tmp_path / "issuing.crl"
     crl_file.write_bytes(served.content)
     check = subprocess.run(
-        ["openssl", "crl", "-inform", "DER", "-in", str(crl_file), "-noout", "-CAfile", str(tmp_path / "issuing.pem")],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(crl_file),
+            "-noout",
+            "-CAfile",
+            str(tmp_path / "issuing.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert check.returncode == 0 and "verify OK" in check.stderr + check.stdout
 
     # The root's CRL is served too, signed by the root.
     root_crl = client.get("/pki/crl/ehrca-root-1.crl")
-    assert root_crl.status_code == 200 and root_crl.headers["content-type"] == "application/pkix-crl"
+    assert (
+        root_crl.status_code == 200 and root_crl.headers["content-type"] == "application/pkix-crl"
+    )
     assert_lint_clean(root_crl.content, kind="crl")
 
     # Revoking again is a conflict that reports the existing revocation.
     again = client.post(
-        f"/api/v1/officer/certificates/{serial}/revoke", json={"reason": "superseded"}, headers=bearer(security)
+        f"/api/v1/officer/certificates/{serial}/revoke",
+        json={"reason": "superseded"},
+        headers=bearer(security),
     )
     assert again.status_code == 409
     assert again.json()["code"] == "certificate_already_revoked"
