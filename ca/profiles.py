@@ -56,6 +56,8 @@ class Profile:
         revocation_pointers: write CRL distribution point and AIA (false for the root).
         ocsp_pointer: add the OCSP URL to AIA (only when the issuer runs a responder).
         certificate_policy: OID written into certificatePolicies (``None``: no extension).
+        ocsp_no_check: add id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1), for delegated
+            OCSP responder certificates.
 
     Raises:
         ValueError: for an unknown key usage name, a CA without keyCertSign, or an end
@@ -71,6 +73,7 @@ class Profile:
     revocation_pointers: bool = True
     ocsp_pointer: bool = False
     certificate_policy: x509.ObjectIdentifier | None = None
+    ocsp_no_check: bool = False
 
     def __post_init__(self) -> None:
         unknown = self.key_usage - set(KEY_USAGE_NAMES)
@@ -81,8 +84,11 @@ class Profile:
                 f"profile {self.name}: keyCertSign must be set exactly for CA certificates, "
                 "RFC 5280 4.2.1.3"
             )
-        if self.validity <= dt.timedelta(0):
-            raise ValueError(f"profile {self.name}: validity must be positive")
+        if self.validity < dt.timedelta(seconds=1) or self.validity.microseconds:
+            raise ValueError(
+                f"profile {self.name}: validity must be positive whole seconds "
+                "(X.509 times have no fractions, RFC 5280 4.1.2.5)"
+            )
 
 
 def root_profile(validity: dt.timedelta) -> Profile:
@@ -254,6 +260,8 @@ def build_certificate(
             x509.CertificatePolicies([x509.PolicyInformation(profile.certificate_policy, None)]),
             critical=False,
         )
+    if profile.ocsp_no_check:
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
     if profile.revocation_pointers and issuer is not None:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(

@@ -1,6 +1,7 @@
 """Import every package's models so ``Base.metadata`` is complete (for Alembic)."""
 
 from ca import audit as ca_audit
+from ca import blocklist as ca_blocklist
 from ca import models as ca_models
 from db.base import Base
 from issuance import models as issuance_models
@@ -10,6 +11,7 @@ from revocation import models as revocation_models
 __all__ = [
     "Base",
     "ca_audit",
+    "ca_blocklist",
     "ca_models",
     "issuance_models",
     "registration_models",

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ca.audit import record_event
+from ca.blocklist import block_key
 from ca.keys import KeyStore
 from ca.models import CARole, CertificateAuthority, CertificateRecord, CertificateStatus
 from ca.service import get_authority
@@ -91,6 +92,9 @@ def revoke_certificate(
     )
     record.status = CertificateStatus.REVOKED
     session.add(revocation)
+    if reason is x509.ReasonFlags.key_compromise and record.certificate_der is not None:
+        public_key = x509.load_der_x509_certificate(record.certificate_der).public_key()
+        block_key(session, public_key, reason="keyCompromise", actor=actor, now=now)  # type: ignore[arg-type]
     record_event(
         session,
         "certificate.revoked",

@@ -1,4 +1,4 @@
-"""audit trail: hash-chained audit_events and the audit_head row
+"""audit trail (hash-chained audit_events, audit_head) and blocked_keys
 
 Revision ID: 0002
 Revises: 0001
@@ -49,6 +49,17 @@ def upgrade() -> None:
         batch.create_index(batch.f("ix_audit_events_subject"), ["subject"])
 
 
+    op.create_table(
+        "blocked_keys",
+        sa.Column("spki_sha256", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=False),
+        sa.Column("blocked_at", db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("blocked_by", sa.String(length=128), nullable=False),
+        sa.PrimaryKeyConstraint("spki_sha256", name=op.f("pk_blocked_keys")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("blocked_keys")
     op.drop_table("audit_events")
     op.drop_table("audit_head")
