@@ -157,6 +157,20 @@ def cmd_mail_deliver(_args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+def cmd_tasks_run(args: argparse.Namespace) -> int:
+    """Run the periodic jobs once (all, or those named with ``--only``)."""
+    from api.tasks import run_tasks
+
+    services = build_services(Settings())
+    try:
+        results = run_tasks(services, set(args.only) if args.only else None)
+    finally:
+        services.dispose()
+    for name, summary in results:
+        print(f"{name}: {summary}")
+    return 1 if any(s.startswith("failed") for _, s in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (settings come from ``EHRCA_*`` variables, see the README)."""
     parser = argparse.ArgumentParser(prog="ehrca", description=__doc__)
@@ -184,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
     mail = sub.add_parser("mail", help="mail outbox").add_subparsers(dest="action", required=True)
     mail.add_parser("deliver", help="deliver pending mail").set_defaults(func=cmd_mail_deliver)
+    tasks = sub.add_parser("tasks", help="periodic jobs")
+    tasks_sub = tasks.add_subparsers(dest="action", required=True)
+    run = tasks_sub.add_parser("run", help="run the periodic jobs once")
+    run.add_argument("--only", action="append", help="run only this task (repeatable)")
+    run.set_defaults(func=cmd_tasks_run)
     return parser
 
 

@@ -2,8 +2,8 @@
 revocation status is shared in memory, plus the periodic tasks:
 
 - revocation status poll every 0.5 s (other workers' revocations, DESIGN.md);
-- mail outbox delivery every 30 s (retries);
-- CRL re-signing every ``crl_refresh_seconds`` (default 1 h, well before nextUpdate);
+- every job of :data:`api.tasks.TASKS` at its interval (mail retries every 30 s, CRL
+  re-signing every ``crl_refresh_seconds``, default 1 h, well before nextUpdate, ...);
 - a CRL publication swaps a fresh SSL context into the mTLS listener.
 """
 
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import uvicorn
 from cryptography import x509
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from api.app import create_app, create_mtls_app
 from api.services import Services
+from api.tasks import TASKS, interval
 from api.tls import SSLContextHolder, build_server_ssl_context, build_uvicorn_server
 from ca.models import CARole
 from ca.service import MTLS_SERVER_KEY_NAME, get_authority, latest_server_certificate
@@ -28,7 +30,6 @@ from revocation.service import latest_crl
 log = logging.getLogger("ehrca.server")
 
 STATUS_POLL_SECONDS = 0.5
-MAIL_RETRY_SECONDS = 30.0
 
 
 def build_mtls_context(services: Services) -> object:
@@ -107,12 +108,14 @@ async def serve(services: Services, *, ready: Callable[[], Awaitable[None]] | No
     tasks = [
         asyncio.create_task(
             _every(STATUS_POLL_SECONDS, lambda: _refresh_status(services), "status")
-        ),
-        asyncio.create_task(_every(MAIL_RETRY_SECONDS, services.deliver_mail, "mail")),
-        asyncio.create_task(
-            _every(float(settings.crl_refresh_seconds), services.publish_crls, "crl")
-        ),
+        )
     ]
+    for task in TASKS:
+        tasks.append(
+            asyncio.create_task(
+                _every(interval(task, services), partial(task.run, services), task.name)
+            )
+        )
     log.info(
         "ehrca: HTTP API on http://%s:%d, mTLS on https://%s:%d",
         settings.http_host,
