@@ -176,7 +176,7 @@ def test_time_and_length_encodings() -> None:
     assert der_header(0x30, 0x80) == b"\x30\x81\x80"
     assert der_header(0x30, 52_000_236) == b"\x30\x84" + (52_000_236).to_bytes(4, "big")
     with pytest.raises(ValueError, match="timezone-aware"):
-        der_time(dt.datetime(2026, 1, 1))  # noqa: DTZ001
+        der_time(dt.datetime(2026, 1, 1))
 
 
 def test_refusals() -> None:
