@@ -92,12 +92,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(_args: argparse.Namespace) -> int:
-    """Run the HTTP API and the mTLS listener (Ctrl-C to stop)."""
-    from api.server import serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API and the mTLS listener (Ctrl-C to stop), in ``--workers``
+    processes sharing the ports."""
+    from api.server import serve, serve_workers
 
     settings = Settings()
     upgrade(settings.resolved_database_url)
+    if args.workers > 1:
+        return serve_workers(args.workers)
     services = build_services(settings)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(services))
@@ -182,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--exist-ok", action="store_true", help="succeed quietly if already initialised"
     )
     init.set_defaults(func=cmd_init)
-    sub.add_parser("serve", help="run the HTTP API and the mTLS listener").set_defaults(
-        func=cmd_serve
-    )
+    serve = sub.add_parser("serve", help="run the HTTP API and the mTLS listener")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
     officer = sub.add_parser("officer", help="manage officers").add_subparsers(
         dest="action", required=True
     )

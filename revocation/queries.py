@@ -31,7 +31,10 @@ def authorities(session: Session) -> list[CertificateAuthority]:
 
 
 def authority_by_name(session: Session, name: str) -> CertificateAuthority | None:
-    """The authority called ``name`` (as in the PKI URLs), or ``None``."""
+    """The authority called ``name`` (as in the PKI URLs), or ``None``; a name with NUL
+    is never looked up (PostgreSQL refuses it in a query, and no CA is called that)."""
+    if "\x00" in name:
+        return None
     return session.scalars(
         select(CertificateAuthority).where(CertificateAuthority.name == name)
     ).first()
@@ -62,3 +65,13 @@ def resolve_presented(session: Session, certificate: x509.Certificate) -> Presen
     if record is not None and record.certificate_der != certificate.public_bytes(Encoding.DER):
         record = None
     return PresentedCertificate(issuer.id, serial_hex, record)
+
+
+def newest_crl_id(session: Session) -> int:
+    """The id of the newest published CRL of any issuer (0 if none): the version the
+    mTLS listeners poll to notice another worker's publication."""
+    from sqlalchemy import func
+
+    from revocation.models import PublishedCRL
+
+    return int(session.scalar(select(func.coalesce(func.max(PublishedCRL.id), 0))) or 0)
