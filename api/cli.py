@@ -4,8 +4,6 @@ mail deliver. Exit codes: 0 success, 1 refused (with a message on stderr), 2 usa
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import getpass
 import logging
 import sys
@@ -95,15 +93,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP API and the mTLS listener (Ctrl-C to stop), in ``--workers``
     processes sharing the ports."""
-    from api.server import serve, serve_workers
+    from api.server import run_single, serve_workers
 
     settings = Settings()
     upgrade(settings.resolved_database_url)
     if args.workers > 1:
         return serve_workers(args.workers)
-    services = build_services(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(services))
+    run_single(build_services(settings))
     return 0
 
 

@@ -190,13 +190,32 @@ async def serve(services: Services, *, worker: int = 0, reuse_port: bool = False
         services.dispose()
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process with ``SystemExit(0)`` once uvicorn has shut down.
+
+    uvicorn captures SIGTERM while serving, shuts down, restores the previous handler
+    and re-raises the signal; with the default handler the process would die there and
+    skip :func:`serve`'s cleanup (``finally``), so install this one before serving.
+    """
+
+    def _exit(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def run_single(services: Services, *, worker: int = 0, reuse_port: bool = False) -> None:
+    """Run :func:`serve` in this process until SIGINT or SIGTERM, then return."""
+    exit_on_sigterm()
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        asyncio.run(serve(services, worker=worker, reuse_port=reuse_port))
+
+
 def _worker_main(worker: int) -> None:
     """Entry point of one worker process (settings come from the inherited environment)."""
     from api.settings import Settings
 
-    services = build_services(Settings())
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(services, worker=worker, reuse_port=True))
+    run_single(build_services(Settings()), worker=worker, reuse_port=True)
 
 
 def serve_workers(workers: int) -> int:
