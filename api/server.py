@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from functools import partial
 
@@ -37,7 +38,7 @@ log = logging.getLogger("ehrca.server")
 STATUS_POLL_SECONDS = 0.5
 
 
-def build_mtls_context(services: Services) -> object:
+def build_mtls_context(services: Services) -> ssl.SSLContext:
     """A fresh inner SSL context for the mTLS listener from the database: server
     certificate + issuing CA, trust in root + issuing CA, their newest CRLs.
 
@@ -127,11 +128,11 @@ async def serve(services: Services, *, worker: int = 0, reuse_port: bool = False
     settings = services.settings
     if worker == 0:
         services.publish_crls()
-    holder = SSLContextHolder(build_mtls_context(services))  # type: ignore[arg-type]
+    holder = SSLContextHolder(build_mtls_context(services))
     state = _ListenerState()
 
     def swap_context() -> None:
-        holder.swap(build_mtls_context(services))  # type: ignore[arg-type]
+        holder.swap(build_mtls_context(services))
 
     _refresh_status(services, state, swap_context)
     services.crl_listeners.append(swap_context)
