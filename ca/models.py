@@ -91,5 +91,8 @@ class CertificateRecord(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[dt.datetime]
     issued_at: Mapped[dt.datetime | None]
+    #: CRL partition written into the certificate's CRL distribution point (1..n), or
+    #: ``None`` when CRLs were not partitioned at issuance (revocation owns the column).
+    crl_shard: Mapped[int | None] = mapped_column(Integer)
 
     issuer: Mapped[CertificateAuthority] = relationship(lazy="joined")

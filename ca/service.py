@@ -1,15 +1,33 @@
 """CA use cases over the database and the key store: initialise the hierarchy, issue.
 
-Issuance pipeline (Boulder's ``ca/``, step-ca's ``authority/tls.go``):
-build → sign with a throwaway key of the same type → lint → record intent
-(serial + to-be-signed certificate, committed) → sign for real → check the signed
-TBS equals the recorded one → store. With ECDSA and RSA PKCS#1 v1.5 the TBS does not
-depend on the signing key (the signature algorithm OID is the same), so the linted
-certificate and the real one differ only in their signature.
+Issuance pipeline (Boulder's ``ca/``, step-ca's ``authority/tls.go``), each step a
+named function so it can be tested (and, in tests, made to fail) alone:
+
+1. request checks (``ca.checks.REQUEST_CHECKS``: issuer is a valid CA, key policy,
+   subject, serial range);
+2. build (``ca.profiles.build_certificate`` from the profile data);
+3. certificate checks (``ca.checks.CERTIFICATE_CHECKS`` over the DER of the
+   certificate signed with a throwaway key of the issuer's type: issuer name bytes,
+   AKI/SKI, validity inside the issuer's, time and string encodings, extensions
+   exactly the profile's);
+4. lint (:func:`lint_draft`: pkilint's RFC 5280 linters in process);
+5. reserve (:func:`reserve_serial`: serial and to-be-signed certificate committed,
+   status ``reserved``; unique per issuer in the database);
+6. sign (:func:`sign_reserved_certificate`: the issuer's real key);
+7. store (:func:`store_signed_certificate`: the signed TBS must equal the recorded
+   one; status ``issued``).
+
+A refusal in steps 1-4 commits an audit event (``certificate.refused``) and
+nothing else. A crash between 5 and 7 leaves a ``reserved`` row that
+:func:`stale_reservations` finds and a security officer revokes. With ECDSA and
+RSA PKCS#1 v1.5 the TBS does not depend on the signing key (the signature
+algorithm OID is the same), so the linted certificate and the real one differ only
+in their signature.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +41,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ca.audit import record_event
+from ca.checks import (
+    CertificateRequest,
+    CheckRefused,
+    run_certificate_checks,
+    run_request_checks,
+)
 from ca.config import CAConfig
 from ca.errors import DomainError, ErrorCategory
 from ca.keys import KeyStore, KeyType, PrivateKey, PublicKey
@@ -32,9 +56,7 @@ from ca.profiles import (
     Profile,
     build_certificate,
     ca_subject,
-    issuing_ca_profile,
-    root_profile,
-    server_profile,
+    configured_profiles,
     sign_certificate,
 )
 from ca.serials import generate_serial_number, serial_to_hex
@@ -80,6 +102,13 @@ class LintRefused(CAError):
     def __init__(self, message: str, findings: tuple[str, ...]) -> None:
         super().__init__(message, findings=list(findings))
         self.findings = findings
+
+
+class IdempotencyKeyTaken(CAError):
+    """The idempotency key belongs to a certificate reserved or issued already; the
+    caller looks it up (a concurrent repeat of the same request)."""
+
+    code = "idempotency_key_in_progress"
 
 
 class Linter(Protocol):
@@ -162,8 +191,10 @@ def issue_certificate(
     key_generated_by_ca: bool = False,
     idempotency_key: str | None = None,
     linter: Linter | None = None,
+    actor: str = "ca",
 ) -> tuple[CertificateRecord, x509.Certificate]:
-    """Issue one certificate through the full pipeline (see the module docstring).
+    """Issue one certificate through the full pipeline (see the module docstring):
+    request checks → build → certificate checks → lint → reserve → sign → store.
 
     The reserved row is committed before the real signature, and the issued row is
     committed after it: on return the certificate is durable.
@@ -173,46 +204,157 @@ def issue_certificate(
             caller staged before, such as a claimed download code), then the result.
         signer: the issuing authority (from :func:`load_signer`).
         linter: called with the throwaway-signed DER; raising ``ValueError`` refuses.
+        actor: who asked (recorded in the audit trail when the pipeline refuses).
 
     Returns:
         ``(record, certificate)``.
 
     Raises:
-        LintRefused: the linter refused the certificate (nothing reserved or signed).
-        ValueError: from the builder (issuer expired, bad names).
+        ca.checks.CheckRefused: a request check (``certificate_request_refused``) or a
+            certificate check (``certificate_check_failed``) refused.
+        LintRefused: the linter refused the certificate (``certificate_lint_failed``).
+            On these three refusals nothing is reserved or signed: the caller's staged
+            changes are rolled back (a claimed download code is given back) and a
+            ``certificate.refused`` audit event naming the stage and check is committed.
+        IdempotencyKeyTaken: another reservation holds ``idempotency_key``.
+        CAError: ``serial_reservation_failed`` (a duplicate serial: retry).
     """
-    serial_number = generate_serial_number()
-    builder = build_certificate(
-        profile,
+    request = CertificateRequest(
+        profile=profile,
+        issuer=signer.issuer,
         subject=subject,
         public_key=public_key,
-        serial_number=serial_number,
+        serial_number=generate_serial_number(),
         not_valid_before=now,
-        issuer=signer.issuer,
-        urls=config.urls,
-        subject_alt_names=subject_alt_names,
+        subject_alt_names=tuple(subject_alt_names),
     )
-    lint_certificate = sign_certificate(builder, _throwaway_key_like(signer.key))
-    if linter is not None:
-        try:
-            linter(lint_certificate.public_bytes(serialization.Encoding.DER))
-        except ValueError as exc:
-            findings = tuple(str(f) for f in getattr(exc, "findings", ()))
-            raise LintRefused(f"certificate refused by the linter: {exc}", findings) from exc
+    # CRL partition (revocation's EHRCA_CRL_SHARDS), chosen from the random serial.
+    crl_shard = request.serial_number % config.crl_shards + 1 if config.crl_shards > 1 else None
+    try:
+        run_request_checks(request)
+        builder = build_certificate(
+            profile,
+            subject=subject,
+            public_key=public_key,
+            serial_number=request.serial_number,
+            not_valid_before=now,
+            issuer=signer.issuer,
+            urls=config.urls,
+            subject_alt_names=subject_alt_names,
+            crl_shard=crl_shard,
+        )
+        draft = sign_certificate(builder, _throwaway_key_like(signer.key))
+        run_certificate_checks(request, draft)
+        lint_draft(draft, linter)
+    except (CheckRefused, LintRefused) as exc:
+        _record_refusal(session, exc, request, actor=actor, now=now)
+        raise
+    record = reserve_serial(
+        session,
+        signer,
+        draft,
+        profile=profile,
+        provider_reference=provider_reference,
+        service_location_id=service_location_id,
+        key_generated_by_ca=key_generated_by_ca,
+        idempotency_key=idempotency_key,
+        now=now,
+        crl_shard=crl_shard,
+    )
+    certificate = sign_reserved_certificate(builder, signer.key)
+    store_signed_certificate(session, record, certificate, now=now)
+    return record, certificate
+
+
+def lint_draft(draft: x509.Certificate, linter: Linter | None) -> None:
+    """Pipeline step "lint": run ``linter`` over the throwaway-signed DER.
+
+    Raises:
+        LintRefused: the linter raised ``ValueError`` (its ``findings`` are carried).
+    """
+    if linter is None:
+        return
+    try:
+        linter(draft.public_bytes(serialization.Encoding.DER))
+    except ValueError as exc:
+        findings = tuple(str(f) for f in getattr(exc, "findings", ()))
+        raise LintRefused(f"certificate refused by the linter: {exc}", findings) from exc
+
+
+def _record_refusal(
+    session: Session,
+    exc: CheckRefused | LintRefused,
+    request: CertificateRequest,
+    *,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    """Roll back the caller's staged work, then commit a ``certificate.refused`` event."""
+    session.rollback()
+    if isinstance(exc, LintRefused):
+        stage, check, findings = "lint", "pkilint", list(exc.findings)
+    else:
+        stage, check, findings = exc.stage, exc.check, []
+    record_event(
+        session,
+        "certificate.refused",
+        actor=actor,
+        now=now,
+        subject=serial_to_hex(request.serial_number)
+        if 1 <= request.serial_number < 2**159
+        else None,
+        details={
+            "stage": stage,
+            "check": check,
+            "code": exc.code,
+            "message": exc.message[:1000],
+            "findings": findings,
+            "profile": request.profile.name,
+            "subject_dn": request.subject.rfc4514_string(),
+        },
+    )
+    session.commit()
+
+
+def reserve_serial(
+    session: Session,
+    signer: Signer,
+    draft: x509.Certificate,
+    *,
+    profile: Profile,
+    provider_reference: str | None,
+    service_location_id: int | None,
+    key_generated_by_ca: bool,
+    idempotency_key: str | None,
+    now: dt.datetime,
+    crl_shard: int | None = None,
+) -> CertificateRecord:
+    """Pipeline step "reserve": store the serial and the to-be-signed certificate with
+    status ``reserved`` and commit (Boulder's "record intent before signing").
+
+    ``crl_shard`` (the CRL partition in the certificate's distribution point) is stored
+    with the reservation, so a reserved row revoked after a crash lands in the right
+    partition CRL.
+
+    Raises:
+        IdempotencyKeyTaken: a row with ``idempotency_key`` exists (the unique index).
+        CAError: ``serial_reservation_failed`` for a duplicate (issuer, serial).
+    """
     record = CertificateRecord(
         issuer_id=signer.authority.id,
-        serial_number=serial_to_hex(serial_number),
+        serial_number=serial_to_hex(draft.serial_number),
         status=CertificateStatus.RESERVED,
         profile=profile.name,
-        subject=subject.rfc4514_string(),
-        tbs_certificate_der=lint_certificate.tbs_certificate_bytes,
-        not_valid_before=lint_certificate.not_valid_before_utc,
-        not_valid_after=lint_certificate.not_valid_after_utc,
+        subject=draft.subject.rfc4514_string(),
+        tbs_certificate_der=draft.tbs_certificate_bytes,
+        not_valid_before=draft.not_valid_before_utc,
+        not_valid_after=draft.not_valid_after_utc,
         provider_reference=provider_reference,
         service_location_id=service_location_id,
         key_generated_by_ca=key_generated_by_ca,
         idempotency_key=idempotency_key,
         created_at=now,
+        crl_shard=crl_shard,
     )
     session.add(record)
     try:
@@ -221,18 +363,67 @@ def issue_certificate(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
+        if idempotency_key is not None and (
+            session.scalars(
+                select(CertificateRecord.id).where(
+                    CertificateRecord.idempotency_key == idempotency_key
+                )
+            ).first()
+            is not None
+        ):
+            raise IdempotencyKeyTaken(
+                "a certificate with this idempotency key is reserved or issued already"
+            ) from exc
         raise CAError(
-            "could not reserve the serial number (duplicate serial or idempotency key)",
+            "could not reserve the serial number (duplicate serial); try again",
             code="serial_reservation_failed",
         ) from exc
-    certificate = sign_certificate(builder, signer.key)
+    return record
+
+
+def sign_reserved_certificate(
+    builder: x509.CertificateBuilder, key: PrivateKey
+) -> x509.Certificate:
+    """Pipeline step "sign": the real signature with the issuer's key (only ever called
+    after :func:`reserve_serial` committed)."""
+    return sign_certificate(builder, key)
+
+
+def store_signed_certificate(
+    session: Session, record: CertificateRecord, certificate: x509.Certificate, *, now: dt.datetime
+) -> None:
+    """Pipeline step "store": check the signed TBS equals the recorded one, store the
+    certificate, mark the row ``issued`` and commit.
+
+    Raises:
+        CAError: ``signed_certificate_mismatch`` (the row stays ``reserved``, revocable).
+    """
     if certificate.tbs_certificate_bytes != record.tbs_certificate_der:
-        raise CAError("signed certificate differs from the recorded to-be-signed certificate")
+        raise CAError(
+            "signed certificate differs from the recorded to-be-signed certificate",
+            code="signed_certificate_mismatch",
+        )
     record.certificate_der = certificate.public_bytes(serialization.Encoding.DER)
     record.status = CertificateStatus.ISSUED
     record.issued_at = now
     session.commit()
-    return record, certificate
+
+
+def stale_reservations(session: Session, *, before: dt.datetime) -> list[CertificateRecord]:
+    """Rows still ``reserved`` that were created before ``before``: a crash between the
+    reservation and the store. Each may have been signed; a security officer revokes it
+    (``revocation.service.revoke_certificate`` accepts reserved rows) so the CRL covers it.
+    """
+    return list(
+        session.scalars(
+            select(CertificateRecord)
+            .where(
+                CertificateRecord.status == CertificateStatus.RESERVED,
+                CertificateRecord.created_at < before,
+            )
+            .order_by(CertificateRecord.id)
+        )
+    )
 
 
 def ca_exists(session: Session) -> bool:
@@ -262,7 +453,10 @@ def initialise_hierarchy(
     now: dt.datetime,
     linter: Linter | None = None,
 ) -> tuple[Signer, Signer]:
-    """Create the root CA, the issuing CA and the mTLS server certificate and key.
+    """Create the root CA, the issuing CA and the mTLS server certificate and key, with
+    the ``root_ca``, ``issuing_ca`` and ``mtls_server`` profiles of
+    :func:`ca.profiles.configured_profiles`. The issuing CA certificate passes the
+    request and certificate checks of ``ca.checks`` before it is stored.
 
     Returns:
         ``(root, issuing)`` signers.
@@ -270,12 +464,15 @@ def initialise_hierarchy(
     Raises:
         CAAlreadyInitialised: an authority exists already in the database.
         ca.keys.KeyStoreError: a key file of the same name exists already.
+        ca.profiles.ProfileError: the validity settings break a profile rule.
+        ca.checks.CheckRefused: the issuing CA certificate failed a check.
     """
     if ca_exists(session):
         raise CAAlreadyInitialised("a CA exists already in this database; refusing to overwrite")
+    profiles = configured_profiles(config)
     root_ref, root_key = keystore.create_key(ROOT_CA_NAME, config.root_key_type)
     root_builder = build_certificate(
-        root_profile(config.root_validity),
+        profiles["root_ca"],
         subject=ca_subject(config.organization, f"{config.organization} Root CA 1"),
         public_key=root_key.public_key(),
         serial_number=generate_serial_number(),
@@ -290,16 +487,26 @@ def initialise_hierarchy(
     root = Signer(root_row, root_cert, root_key)
 
     issuing_ref, issuing_key = keystore.create_key(ISSUING_CA_NAME, config.issuing_key_type)
-    issuing_builder = build_certificate(
-        issuing_ca_profile(config.issuing_validity),
+    issuing_request = CertificateRequest(
+        profile=profiles["issuing_ca"],
+        issuer=root.issuer,
         subject=ca_subject(config.organization, f"{config.organization} Issuing CA 1"),
         public_key=issuing_key.public_key(),
         serial_number=generate_serial_number(),
+        not_valid_before=now,
+    )
+    run_request_checks(issuing_request)
+    issuing_builder = build_certificate(
+        issuing_request.profile,
+        subject=issuing_request.subject,
+        public_key=issuing_request.public_key,
+        serial_number=issuing_request.serial_number,
         not_valid_before=now,
         issuer=root.issuer,
         urls=config.urls,
     )
     issuing_cert = sign_certificate(issuing_builder, root_key)
+    run_certificate_checks(issuing_request, issuing_cert)
     if linter is not None:
         for cert in (root_cert, issuing_cert):
             linter(cert.public_bytes(serialization.Encoding.DER))
@@ -340,7 +547,8 @@ def issue_server_certificate(
     return issue_certificate(
         session,
         issuing,
-        server_profile(config.server_validity),
+        # The OCSP URL in AIA: the issuing CA runs a responder (revocation.responder).
+        dataclasses.replace(configured_profiles(config)["mtls_server"], ocsp_pointer=True),
         subject=x509.Name(
             [
                 x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "HK"),

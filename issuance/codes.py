@@ -39,11 +39,23 @@ def hash_download_code(code: str) -> str:
 
 
 def create_download_code(
-    session: Session, service_location_id: int, *, now: dt.datetime, validity: dt.timedelta
+    session: Session,
+    service_location_id: int,
+    *,
+    now: dt.datetime,
+    validity: dt.timedelta,
+    replaces_certificate_id: int | None = None,
+    replacement_reason: str | None = None,
+    requested_by: str | None = None,
 ) -> str:
     """Store a new code for ``service_location_id`` and return it in clear (only here).
 
     The caller commits (with the decision that created it).
+
+    Args:
+        replaces_certificate_id / replacement_reason / requested_by: for a replacement
+            code (lost key, ``issuance.service.issue_replacement_code``): the certificate
+            that collecting with the code revokes, the RFC 5280 reason, the officer.
     """
     code = generate_download_code()
     session.add(
@@ -52,6 +64,9 @@ def create_download_code(
             code_sha256=hash_download_code(code),
             created_at=now,
             expires_at=now + validity,
+            replaces_certificate_id=replaces_certificate_id,
+            replacement_reason=replacement_reason,
+            requested_by=requested_by,
         )
     )
     return code

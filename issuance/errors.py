@@ -18,6 +18,12 @@ class CSRMalformed(IssuanceError):
     category = ErrorCategory.BAD_REQUEST
 
 
+class CSRTooLarge(CSRMalformed):
+    """The CSR is larger than 16 KiB."""
+
+    code = "csr_too_large"
+
+
 class CSRSignatureInvalid(IssuanceError):
     """The CSR's self-signature does not verify: no proof of possession (RFC 2986 3)."""
 

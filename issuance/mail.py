@@ -90,6 +90,12 @@ def build_message(row: OutboxMail, sender: str) -> EmailMessage:
     message["Date"] = format_datetime(row.created_at)
     message["Message-ID"] = make_msgid(idstring=f"outbox-{row.id}", domain="ehrca.invalid")
     message.set_content(row.body, charset="utf-8", cte="quoted-printable")
+    if row.subject.isascii():
+        # Keep an ASCII subject on one line (RFC 5322 2.1.1 allows 998): the default
+        # folder would fold a 70-77 character one right after "Subject:", which Python's
+        # parser reads back with a leading space. Non-ASCII subjects are RFC 2047 encoded
+        # words (at most 75 characters each) folded between words, which round-trip.
+        message.policy = message.policy.clone(max_line_length=998)
     return message
 
 
@@ -107,7 +113,8 @@ class MaildirMailer:
 
 class SmtpMailer:
     """Sends through the SMTP server of ``url`` (``smtp://[user:pass@]host[:port]`` with
-    STARTTLS when offered, or ``smtps://`` for implicit TLS).
+    STARTTLS when offered, or ``smtps://`` for implicit TLS). With credentials in the URL,
+    ``smtp://`` requires STARTTLS: the password is never sent in clear.
 
     Args:
         url: the SMTP URL; the password may be percent-encoded.
@@ -143,6 +150,11 @@ class SmtpMailer:
             if not self.implicit_tls and client.has_extn("starttls"):
                 client.starttls(context=self.tls_context)
                 client.ehlo()
+            elif not self.implicit_tls and self.username is not None:
+                # Never send credentials in clear (a stripped STARTTLS is a downgrade).
+                raise smtplib.SMTPNotSupportedError(
+                    "the SMTP server does not offer STARTTLS; refusing to log in without TLS"
+                )
             if self.username is not None:
                 client.login(self.username, self.password or "")
             client.send_message(message)
