@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, select, update
+from sqlalchemy import BigInteger, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.base import Base
@@ -160,6 +160,61 @@ def record_event(
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=row_hash))
     return event
+
+
+def lock_chain(session: Session) -> None:
+    """Take the chain's head lock now, in the caller's transaction (the lock that
+    :func:`record_event` takes): a row lock on PostgreSQL, SQLite's write lock. Work
+    staged after it is serialised with every other writer of the chain until commit
+    (revocation uses it so revocation ids grow in commit order)."""
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters of :func:`list_events` (all optional, combined with AND).
+
+    Attributes:
+        event_type / actor / subject: exact matches.
+        since / until: ``since <= at < until`` (aware datetimes).
+        limit: page size (1..1000); offset: rows to skip (0..2**31-1).
+    """
+
+    event_type: str | None = None
+    actor: str | None = None
+    subject: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def list_events(session: Session, query: AuditQuery) -> tuple[int, list[AuditEvent]]:
+    """Events matching ``query`` in chain order (``seq`` ascending).
+
+    Returns:
+        ``(total matching, the page)``.
+    """
+    conditions = []
+    if query.event_type is not None:
+        conditions.append(AuditEvent.event_type == query.event_type)
+    if query.actor is not None:
+        conditions.append(AuditEvent.actor == query.actor)
+    if query.subject is not None:
+        conditions.append(AuditEvent.subject == query.subject)
+    if query.since is not None:
+        conditions.append(AuditEvent.at >= query.since)
+    if query.until is not None:
+        conditions.append(AuditEvent.at < query.until)
+    total = session.scalar(select(func.count()).select_from(AuditEvent).where(*conditions)) or 0
+    rows = session.scalars(
+        select(AuditEvent)
+        .where(*conditions)
+        .order_by(AuditEvent.seq)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return total, list(rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,14 @@
 The set of revoked ``(issuer_id, serial_hex)`` pairs is loaded from the database
 and kept in step two ways: the process that revokes calls :meth:`mark_revoked`
 right after the commit (instant in this process), and every worker polls
-:meth:`refresh`, which reads only revocations newer than the last one seen (the
-``revocations.id`` high-water mark is the revocation version).
+:meth:`refresh` (``ehrca serve``: every 0.5 s), which reads only revocations newer than
+the last one seen (the ``revocations.id`` high-water mark is the revocation version).
+
+A high-water mark is only safe if ids become visible in increasing order: with a
+sequence, a transaction that took id 5 could commit after one that took id 6, and a
+poll in between would skip 5 for good. ``revocation.service`` therefore takes the audit
+chain's head lock before it inserts a ``revocations`` row and holds it until commit,
+so revocations commit one at a time in id order (SQLite serialises writers anyway).
 """
 
 from __future__ import annotations

@@ -13,13 +13,22 @@ from pydantic import BaseModel, Field
 from api.deps import CurrentPrincipal, ServicesDep, SessionDep
 from ca.serials import parse_serial_hex, serial_to_hex
 from registration import service
-from registration.schemas import ApplicationOut, DecisionIn, Strict
+from registration.schemas import ApplicationOut, DecisionIn, ProviderType, Strict, UTCDateTime
 from revocation.errors import CertificateNotFound
 from revocation.policy import parse_reason
-from revocation.service import publish_all_crls, publish_crl, revoke_certificate
+from revocation.service import (
+    RevocationOutcome,
+    publish_crls_with_policy,
+    record_manual_publication,
+    revoke_and_publish,
+)
 
 router = APIRouter(prefix="/api/v1/officer", tags=["officer"])
 log = logging.getLogger("ehrca.api")
+
+#: Largest queue offset accepted: beyond it SQLite (64-bit) and PostgreSQL (bigint)
+#: refuse the OFFSET with an error instead of an empty page.
+MAX_OFFSET = 2**31 - 1
 
 
 class ApplicationSummary(BaseModel):
@@ -51,7 +60,8 @@ class RevokeIn(Strict):
 
 
 class RevocationOut(BaseModel):
-    """A committed revocation and the CRL that lists it."""
+    """A committed revocation and the number of the issuer's full CRL that lists it
+    (``null`` if that publication failed: the scheduler re-signs)."""
 
     serial_number: str
     revocation_date: dt.datetime
@@ -59,11 +69,37 @@ class RevocationOut(BaseModel):
     invalidity_date: dt.datetime | None
     crl_number: int | None
 
+    @classmethod
+    def of(cls, outcome: RevocationOutcome) -> RevocationOut:
+        """The answer for a :class:`revocation.service.RevocationOutcome`."""
+        revocation = outcome.revocation
+        return cls(
+            serial_number=revocation.serial_number,
+            revocation_date=revocation.revocation_date,
+            revocation_reason=revocation.revocation_reason,
+            invalidity_date=revocation.invalidity_date,
+            crl_number=outcome.crl_number,
+        )
+
+
+def parse_serial(serial: str) -> str:
+    """A serial from a URL (hex, any case, optional ``0x`` and colons) as 40 lowercase
+    hex digits.
+
+    Raises:
+        CertificateNotFound: not a serial number (an unparseable one names nothing).
+    """
+    try:
+        return serial_to_hex(parse_serial_hex(serial))
+    except ValueError as exc:
+        raise CertificateNotFound(f"no certificate with serial number {serial[:64]!r}") from exc
+
 
 class CRLPublished(BaseModel):
-    """CRLs published by hand."""
+    """CRLs published by hand (``shard``: ``null`` for the full CRL)."""
 
     issuer: str
+    shard: int | None = None
     crl_number: int
     this_update: dt.datetime
     next_update: dt.datetime
@@ -73,6 +109,7 @@ class CRLPublished(BaseModel):
 def list_applications(
     session: SessionDep,
     principal: CurrentPrincipal,
+    services: ServicesDep,
     status: Annotated[
         Literal[
             "draft",
@@ -82,16 +119,32 @@ def list_applications(
             "rejected",
             "effective",
             "lapsed",
+            "withdrawn",
         ]
         | None,
         Query(),
     ] = None,
+    provider_type: Annotated[ProviderType | None, Query()] = None,
+    submitted_before: Annotated[UTCDateTime | None, Query()] = None,
+    min_age_days: Annotated[int | None, Query(ge=0, le=3650)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ApplicationPage:
-    """The reviewer queue, oldest submission first."""
+    """The reviewer queue, oldest submission first. Filters: ``status``,
+    ``provider_type``, and age: ``submitted_before`` (RFC 3339 with offset) and/or
+    ``min_age_days`` (submitted at least that many days ago, by the service clock)."""
     principal.require_role("reviewer", "admin")
-    total, rows = service.list_applications(session, status=status, limit=limit, offset=offset)
+    cutoffs = [submitted_before] if submitted_before is not None else []
+    if min_age_days is not None:
+        cutoffs.append(services.clock() - dt.timedelta(days=min_age_days))
+    total, rows = service.list_applications(
+        session,
+        status=status,
+        limit=limit,
+        offset=offset,
+        provider_type=provider_type,
+        submitted_before=min(cutoffs) if cutoffs else None,
+    )
     return ApplicationPage(
         total=total,
         limit=limit,
@@ -140,41 +193,17 @@ def revoke(
     answer; the issuing CA's CRL is re-signed at once and the mTLS listener refuses the
     certificate from the next request on."""
     principal.require_role("security_officer")
-    try:
-        serial_hex = serial_to_hex(parse_serial_hex(serial))
-    except ValueError as exc:
-        raise CertificateNotFound(f"no certificate with serial number {serial!r}") from exc
-    result = revoke_certificate(
+    outcome = revoke_and_publish(
         session,
-        serial_hex=serial_hex,
+        services.revocation,
+        serial_hex=parse_serial(serial),
         reason=parse_reason(data.reason),
         invalidity_date=data.invalidity_date,
         actor=principal.subject,
         actor_role=principal.role,
         now=services.clock(),
     )
-    services.revocation_status.mark_revoked(result.revocation.issuer_id, serial_hex)
-    crl_number: int | None = None
-    try:
-        crl = publish_crl(
-            session,
-            services.keystore,
-            result.revocation.issuer_id,
-            now=services.clock(),
-            validity=services.ca_config.crl_validity,
-        )
-        crl_number = crl.crl_number
-        services.notify_crl_published()
-    except Exception:  # the revocation is committed; the scheduler republishes
-        log.exception("CRL publication after revocation failed")
-    rev = result.revocation
-    return RevocationOut(
-        serial_number=rev.serial_number,
-        revocation_date=rev.revocation_date,
-        revocation_reason=rev.revocation_reason,
-        invalidity_date=rev.invalidity_date,
-        crl_number=crl_number,
-    )
+    return RevocationOut.of(outcome)
 
 
 @router.post("/crl/publish")
@@ -183,13 +212,14 @@ def publish(
 ) -> list[CRLPublished]:
     """Re-sign every CA's CRL now (security officers and admins)."""
     principal.require_role("security_officer", "admin")
-    rows = publish_all_crls(
-        session, services.keystore, now=services.clock(), validity=services.ca_config.crl_validity
-    )
+    now = services.clock()
+    rows = publish_crls_with_policy(session, services.keystore, services.crl_policy, now=now)
+    record_manual_publication(session, rows, actor=principal.subject, now=now)
     services.notify_crl_published()
     return [
         CRLPublished(
             issuer=r.issuer.name,
+            shard=r.shard,
             crl_number=r.crl_number,
             this_update=r.this_update,
             next_update=r.next_update,
