@@ -80,3 +80,49 @@ class OfficerExists(RegistrationError):
 
     code = "officer_exists"
     category = ErrorCategory.CONFLICT
+
+
+class ApplicationLapsed(NotCollectable):
+    """The application lapsed (a 60-day deadline passed): its download codes no longer
+    work and nothing more can be done with it."""
+
+    code = "application_lapsed"
+    category = ErrorCategory.GONE
+
+
+class ApplicationWithdrawn(NotCollectable):
+    """The provider withdrew the registration; its certificates are revoked."""
+
+    code = "application_withdrawn"
+    category = ErrorCategory.GONE
+
+
+class ServiceLocationRemoved(RegistrationError):
+    """The service location was removed from the registration (its certificates are
+    revoked and its download codes no longer work)."""
+
+    code = "service_location_removed"
+    category = ErrorCategory.GONE
+
+
+class DocumentNotFound(RegistrationError):
+    """No such document on this application (or the caller may not read it)."""
+
+    code = "document_not_found"
+    category = ErrorCategory.NOT_FOUND
+
+
+class ChangeRequestNotFound(RegistrationError):
+    """No change request with that id (for this caller)."""
+
+    code = "change_request_not_found"
+    category = ErrorCategory.NOT_FOUND
+
+
+class ChangeRefused(RegistrationError):
+    """A change after registration is not possible now (``code`` says why:
+    ``registration_not_active``, ``last_service_location``, ``too_many_pending_changes``,
+    ``too_many_service_locations``, ``change_request_decided``)."""
+
+    code = "change_refused"
+    category = ErrorCategory.CONFLICT

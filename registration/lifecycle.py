@@ -1,9 +1,14 @@
 """The application state machine: pure, no I/O (DESIGN.md, Domain).
 
 ``draft → submitted → (documents_requested → submitted)* → approved | rejected``;
-``approved → effective`` (14 days after the acceptance email) and
-``documents_requested | approved → lapsed`` (60-day deadlines). Every transition is
-an :class:`Event` naming the actor and the reason.
+``approved → effective`` (14 days after the acceptance email, once a certificate has
+been collected), ``documents_requested | approved → lapsed`` (60-day deadlines: no
+requested documents, no certificate collected) and ``approved | effective →
+withdrawn`` (the provider gives up the whole registration). Every transition is an
+:class:`Event` naming the actor and the reason; ``rejected``, ``effective`` once
+withdrawn, ``lapsed`` and ``withdrawn`` are final. The time rules themselves (when a
+deadline has passed) live in ``registration.tasks``; this module only says which
+moves exist.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class Action(enum.StrEnum):
     REQUEST_DOCUMENTS = "request_documents"
     BECOME_EFFECTIVE = "become_effective"
     LAPSE = "lapse"
+    WITHDRAW = "withdraw"
 
 
 #: (state, action) → next state. Anything absent is refused.
@@ -36,6 +42,8 @@ TRANSITIONS: dict[tuple[S, Action], S] = {
     (S.APPROVED, Action.BECOME_EFFECTIVE): S.EFFECTIVE,
     (S.APPROVED, Action.LAPSE): S.LAPSED,
     (S.DOCUMENTS_REQUESTED, Action.LAPSE): S.LAPSED,
+    (S.APPROVED, Action.WITHDRAW): S.WITHDRAWN,
+    (S.EFFECTIVE, Action.WITHDRAW): S.WITHDRAWN,
 }
 
 #: Actions that need a reviewer and a reason.
@@ -46,6 +54,13 @@ EDITABLE = frozenset({S.DRAFT})
 UPLOADABLE = frozenset({S.DRAFT, S.DOCUMENTS_REQUESTED})
 #: States in which certificates may be collected.
 COLLECTABLE = frozenset({S.APPROVED, S.EFFECTIVE})
+#: States of a registration that may change after approval (add or remove a service
+#: location, withdraw).
+REGISTERED = frozenset({S.APPROVED, S.EFFECTIVE})
+#: Actions only the system takes, driven by the clock (``registration.tasks``).
+SYSTEM_ACTIONS = frozenset({Action.BECOME_EFFECTIVE, Action.LAPSE})
+#: The actor recorded for :data:`SYSTEM_ACTIONS`.
+SYSTEM_ACTOR = "system"
 
 
 class TransitionRefused(DomainError):

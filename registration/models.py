@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.base import Base, str_enum
@@ -21,6 +22,7 @@ class ApplicationStatus(enum.StrEnum):
     REJECTED = "rejected"
     EFFECTIVE = "effective"
     LAPSED = "lapsed"
+    WITHDRAWN = "withdrawn"
 
 
 class OfficerRole(enum.StrEnum):
@@ -53,6 +55,8 @@ class Application(Base):
     submitted_at: Mapped[dt.datetime | None]
     decided_at: Mapped[dt.datetime | None]
     accepted_at: Mapped[dt.datetime | None]
+    #: When the registration took effect (set by the ``become_effective`` time rule).
+    effective_at: Mapped[dt.datetime | None]
     decision_reason: Mapped[str | None] = mapped_column(Text)
 
     user_admins: Mapped[list[UserAdmin]] = relationship(
@@ -104,6 +108,9 @@ class ServiceLocation(Base):
     district: Mapped[str] = mapped_column(String(32))
     phone: Mapped[str] = mapped_column(String(16))
     opening_status: Mapped[str] = mapped_column(String(16))
+    #: Set when the provider removed the location after registration (its certificates
+    #: are revoked; its number is never reused).
+    removed_at: Mapped[dt.datetime | None]
 
     application: Mapped[Application] = relationship(back_populates="service_locations")
 
@@ -140,6 +147,34 @@ class ApplicationEvent(Base):
     at: Mapped[dt.datetime]
 
     application: Mapped[Application] = relationship(back_populates="events")
+
+
+class ChangeRequest(Base):
+    """A change to a registration after approval (``registration.changes``).
+
+    ``kind`` is ``add_service_location`` (``pending`` until a reviewer approves or
+    rejects it; ``proposal`` holds the location, ``service_location_id`` the location
+    created on approval), ``remove_service_location`` or ``withdraw`` (``done`` at once:
+    the provider needs no permission to stop). ``requested_by``/``reason`` and
+    ``decided_by``/``decision_reason`` record who and why.
+    """
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    proposal: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    service_location_id: Mapped[int | None] = mapped_column(ForeignKey("service_locations.id"))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[dt.datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime | None]
+
+    application: Mapped[Application] = relationship()
 
 
 class Officer(Base):

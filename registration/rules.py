@@ -3,6 +3,7 @@ and the format checks of business registration and identity document numbers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 #: Provider types (DESIGN.md, Domain) and the supporting documents each must upload.
@@ -50,11 +51,24 @@ DISTRICTS = (
     "Islands",
 )
 LANGUAGES = ("en", "zh-Hant", "zh-Hans")
+
+#: Time rules (DESIGN.md, Domain), applied by ``registration.tasks``: a registration
+#: takes effect this long after the acceptance email (once a certificate is collected).
+EFFECTIVE_AFTER = dt.timedelta(days=14)
+#: An application whose requested documents are not supplied (re-submitted) this long
+#: after the request lapses.
+DOCUMENTS_DEADLINE = dt.timedelta(days=60)
+#: An approved application that has collected no certificate this long after the
+#: acceptance email lapses (its download codes stop working).
+COLLECTION_DEADLINE = dt.timedelta(days=60)
 OPENING_STATUSES = ("open", "opening_soon", "temporarily_closed")
 
-_BRN = re.compile(r"^\d{8}$")
-_PHONE = re.compile(r"^[2-9]\d{7}$")
-_HKID = re.compile(r"^([A-Z]{1,2})(\d{6})\(?([0-9A])\)?$")
+# re.ASCII: without it \d also matches full-width and other Unicode digits.
+_BRN = re.compile(r"^\d{8}$", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_PHONE = re.compile(r"^[2-9]\d{7}$", re.ASCII)
+_HKID = re.compile(r"^([A-Z]{1,2})(\d{6})\(?([0-9A])\)?$", re.ASCII)
 
 
 def check_business_registration_number(value: str) -> str:
@@ -67,6 +81,44 @@ def check_business_registration_number(value: str) -> str:
     if not _BRN.match(value):
         raise ValueError("business registration number must be 8 digits")
     return value
+
+
+def check_single_line(value: str) -> str:
+    """A name or title: no control characters (C0, DEL, C1), line breaks included. Names
+    go into certificate subjects, and PostgreSQL text cannot hold NUL.
+
+    Raises:
+        ValueError: a control character.
+    """
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+def check_text(value: str) -> str:
+    """Free text (addresses, reasons): no control characters but tab, CR and LF.
+
+    Raises:
+        ValueError: another control character (NUL included).
+    """
+    if _CONTROL_BUT_LINE_BREAKS.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def check_utc(value: dt.datetime) -> dt.datetime:
+    """An aware datetime converted to UTC.
+
+    Raises:
+        ValueError: no offset, or outside years 1-9999 once in UTC (e.g.
+            ``0001-01-01T00:00:00+05:00``).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a timezone offset (use Z for UTC)")
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range once converted to UTC") from exc
 
 
 def check_phone(value: str) -> str:

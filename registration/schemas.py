@@ -5,13 +5,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
 
 from registration import rules
 
-Text64 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Text255 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Text64 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(rules.check_single_line),
+]
+Text255 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(rules.check_text),
+]
 Phone = Annotated[str, AfterValidator(rules.check_phone)]
+#: An RFC 3339 date-time with an offset, as UTC (years 1-9999).
+UTCDateTime = Annotated[AwareDatetime, AfterValidator(rules.check_utc)]
 ProviderType = Literal[
     "private_hospital",
     "non_private_hospital",
@@ -100,7 +118,11 @@ class DecisionIn(Strict):
     """An officer's decision with its reason."""
 
     decision: Literal["approve", "reject", "request_documents"]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+        AfterValidator(rules.check_text),
+    ]
 
 
 class UserAdminOut(BaseModel):
@@ -124,6 +146,7 @@ class ServiceLocationOut(BaseModel):
     phone: str
     opening_status: str
     certificate_serial_numbers: list[str] = []
+    removed_at: dt.datetime | None = None
 
 
 class DocumentOut(BaseModel):
@@ -179,3 +202,91 @@ class ApplicationOut(BaseModel):
     accepted_at: dt.datetime | None
     effective_at: dt.datetime | None
     events: list[EventOut]
+
+
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    AfterValidator(rules.check_text),
+]
+
+
+class ReasonIn(Strict):
+    """A change the provider makes after registration (remove a service location,
+    withdraw), with the reason recorded and sent back in the confirmation email."""
+
+    reason: Reason
+
+
+class ChangeRequestIn(Strict):
+    """``POST /api/v1/applications/{reference}/change-requests``: ask to add a service
+    location to an approved or effective registration (reviewed like an application)."""
+
+    kind: Literal["add_service_location"]
+    service_location: ServiceLocationIn
+    reason: Reason | None = None
+
+
+class ChangeDecisionIn(Strict):
+    """A reviewer's decision on a change request, with the reason the applicant sees."""
+
+    decision: Literal["approve", "reject"]
+    reason: Reason
+
+
+class ChangeRequestOut(BaseModel):
+    """A change request: what was asked, by whom and why, and the decision.
+    ``service_location_id`` is the new location's ``id`` once an addition is approved
+    (or the removed location's)."""
+
+    id: int
+    reference: str
+    kind: str
+    status: str
+    service_location: ServiceLocationIn | None
+    service_location_id: int | None
+    requested_by: str
+    reason: str | None
+    requested_at: dt.datetime
+    decided_by: str | None
+    decision_reason: str | None
+    decided_at: dt.datetime | None
+
+
+class ChangeRequestPage(BaseModel):
+    """A page of change requests."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[ChangeRequestOut]
+
+
+class RegistryLocationOut(BaseModel):
+    """A registered service location as the public registry shows it."""
+
+    name_en: str
+    name_zh: str | None
+    address: str
+    district: str
+    phone: str
+    opening_status: str
+
+
+class RegistryProviderOut(BaseModel):
+    """An effective provider in the public registry: names, type and service locations
+    only (never user administrators, staff, identity documents or contact emails)."""
+
+    provider_type: str
+    name_en: str
+    name_zh: str | None
+    service_locations: list[RegistryLocationOut]
+
+
+class RegistryPage(BaseModel):
+    """``GET /api/v1/registry``: a page of effective providers (``total`` matches)."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[RegistryProviderOut]

@@ -25,14 +25,17 @@ from issuance.codes import create_download_code
 from issuance.mail import enqueue_mail
 from issuance.service import ApprovedLocation
 from registration import rules
-from registration.accounts import Principal
+from registration.accounts import REFERENCE_PATTERN, Principal
 from registration.errors import (
     ApplicationIncomplete,
+    ApplicationLapsed,
     ApplicationLocked,
     ApplicationNotFound,
+    ApplicationWithdrawn,
     DocumentRejected,
     NotCollectable,
     ServiceLocationNotFound,
+    ServiceLocationRemoved,
 )
 from registration.lifecycle import COLLECTABLE, EDITABLE, UPLOADABLE, Action, transition
 from registration.models import (
@@ -43,6 +46,7 @@ from registration.models import (
     ServiceLocation,
     UserAdmin,
 )
+from registration.notices import notify
 from registration.passwords import hash_password
 from registration.schemas import (
     ApplicationCreate,
@@ -56,9 +60,10 @@ from registration.schemas import (
     UserAdminIn,
     UserAdminOut,
 )
+from registration.staff import invite_user_admins
 
 #: A registration takes effect this long after the acceptance email (DESIGN.md).
-EFFECTIVE_AFTER = dt.timedelta(days=14)
+EFFECTIVE_AFTER = rules.EFFECTIVE_AFTER
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Content types accepted for supporting documents, as recognised from the bytes.
 DOCUMENT_TYPES = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
@@ -108,10 +113,13 @@ def get_application(session: Session, reference: str, principal: Principal) -> A
     officer).
 
     Raises:
-        ApplicationNotFound: unknown, or another applicant's.
+        ApplicationNotFound: unknown, another applicant's, or not shaped like a
+            reference (never looked up: PostgreSQL refuses text with NUL in a query).
     """
     if not principal.is_officer and principal.subject != reference:
         raise ApplicationNotFound(f"no application {reference} for this login")
+    if not REFERENCE_PATTERN.fullmatch(reference):
+        raise ApplicationNotFound(f"no application {reference!r}")
     application = session.scalars(
         select(Application).where(Application.reference == reference)
     ).first()
@@ -383,7 +391,10 @@ def decide(
     """Record a reviewer's decision (commits, with its mails in the outbox).
 
     On approval: one download code per service location (stored hashed), the
-    acceptance email and the login-instructions email (with the codes).
+    acceptance email, the login-instructions email (with the codes) and an
+    invitation to each user administrator (:func:`registration.staff.invite_user_admins`).
+    On rejection or a documents request: the ``rejected`` or ``documents_requested``
+    email with the reason (and the 60-day deadline for documents).
 
     Returns:
         ``{service location number: download code}`` on approval (for the mail only;
@@ -420,6 +431,19 @@ def decide(
                 session, location.id, now=now, validity=ctx.download_code_validity
             )
         _approval_mails(session, application, codes, ctx, now)
+        invite_user_admins(session, application, now=now, base_url=ctx.base_url)
+    elif action is Action.REJECT:
+        notify(session, application, "rejected", now=now, reason=reason)
+    else:
+        notify(
+            session,
+            application,
+            "documents_requested",
+            now=now,
+            reason=reason,
+            deadline_on=(now + rules.DOCUMENTS_DEADLINE).date().isoformat(),
+            base_url=ctx.base_url,
+        )
     session.commit()
     return codes
 
@@ -469,9 +493,18 @@ def approved_location(application: Application, number: int) -> ApprovedLocation
     """Hand service location ``number`` of an approved application to issuance.
 
     Raises:
-        NotCollectable: the application is not approved (or effective).
+        NotCollectable: the application is not approved (or effective);
+            ``ApplicationLapsed`` (410 ``application_lapsed``) once it lapsed, so its
+            download codes stop working; ``ApplicationWithdrawn`` once withdrawn.
         ServiceLocationNotFound: no such location.
+        ServiceLocationRemoved: the location was removed from the registration.
     """
+    if application.status is ApplicationStatus.LAPSED:
+        raise ApplicationLapsed(
+            "the application lapsed; its download codes no longer work (apply again)"
+        )
+    if application.status is ApplicationStatus.WITHDRAWN:
+        raise ApplicationWithdrawn("the registration was withdrawn")
     if application.status not in COLLECTABLE:
         raise NotCollectable(
             f"certificates can be collected once the application is approved; it is "
@@ -482,6 +515,8 @@ def approved_location(application: Application, number: int) -> ApprovedLocation
         raise ServiceLocationNotFound(
             f"application {application.reference} has no service location {number}"
         )
+    if location.removed_at is not None:
+        raise ServiceLocationRemoved(f"service location {number} was removed")
     return ApprovedLocation(
         provider_reference=application.reference,
         service_location_id=location.id,
@@ -542,6 +577,7 @@ def application_view(session: Session, application: Application) -> ApplicationO
                 phone=loc.phone,
                 opening_status=loc.opening_status,
                 certificate_serial_numbers=serials.get(loc.id, []),
+                removed_at=loc.removed_at,
             )
             for loc in application.service_locations
         ],
@@ -562,7 +598,12 @@ def application_view(session: Session, application: Application) -> ApplicationO
         created_at=application.created_at,
         submitted_at=application.submitted_at,
         accepted_at=application.accepted_at,
-        effective_at=application.accepted_at + EFFECTIVE_AFTER if application.accepted_at else None,
+        effective_at=application.effective_at
+        or (
+            application.accepted_at + EFFECTIVE_AFTER  # the earliest it can take effect
+            if application.accepted_at and application.status is ApplicationStatus.APPROVED
+            else None
+        ),
         events=[
             EventOut(
                 from_status=e.from_status,
@@ -577,14 +618,28 @@ def application_view(session: Session, application: Application) -> ApplicationO
 
 
 def list_applications(
-    session: Session, *, status: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    provider_type: str | None = None,
+    submitted_before: dt.datetime | None = None,
 ) -> tuple[int, list[Application]]:
-    """Reviewer queue: ``(total, page)`` oldest submission first."""
+    """Reviewer queue: ``(total, page)`` oldest submission first, optionally only one
+    ``status``, one ``provider_type``, or those submitted at or before
+    ``submitted_before`` (the age filter; never-submitted drafts are then left out)."""
     query = select(Application)
     count = select(func.count()).select_from(Application)
+    criteria = []
     if status is not None:
-        query = query.where(Application.status == ApplicationStatus(status))
-        count = count.where(Application.status == ApplicationStatus(status))
+        criteria.append(Application.status == ApplicationStatus(status))
+    if provider_type is not None:
+        criteria.append(Application.provider_type == provider_type)
+    if submitted_before is not None:
+        criteria.append(Application.submitted_at <= submitted_before)
+    query = query.where(*criteria)
+    count = count.where(*criteria)
     total = session.scalar(count) or 0
     rows = session.scalars(
         query.order_by(Application.submitted_at.is_(None), Application.submitted_at, Application.id)
