@@ -2,7 +2,9 @@
 
 A login returns an opaque bearer token of 256 random bits; only its SHA-256 is
 stored (``access_tokens``), with an expiry. Usernames that look like an application
-reference (``HCP-...``) log in as that applicant; any other name is an officer.
+reference (``HCP-...``) log in as that applicant; usernames with ``@`` are the email
+logins of people (user administrators and staff, :mod:`registration.staff`); any
+other name is an officer (officer names cannot contain ``@``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ MIN_PASSWORD_LENGTH = 12
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: an applicant (``subject`` = reference, ``role`` = ``applicant``)
-    or an officer (``subject`` = officer name, ``role`` = an :class:`OfficerRole`)."""
+    """Who is calling: an applicant (``subject`` = reference, ``role`` = ``applicant``),
+    an officer (``subject`` = officer name, ``role`` = an :class:`OfficerRole`) or a
+    person (``subject`` = ``person:<id>``, ``role`` = ``person``), whose ``providers``
+    lists the effective providers where their staff account is active and
+    ``administers`` the providers they are user administrator of."""
 
     kind: str
     subject: str
     role: str
+    providers: tuple[str, ...] = ()
+    administers: tuple[str, ...] = ()
 
     @property
     def is_officer(self) -> bool:
@@ -104,6 +111,10 @@ def login(
         ).first()
         if verify_password(application.password_hash if application else None, password):
             principal = Principal("applicant", username, "applicant")
+    elif "@" in username:
+        from registration.staff import check_person_login  # staff imports this module
+
+        principal = check_person_login(session, username, password)
     else:
         officer = session.scalars(select(Officer).where(Officer.name == username)).first()
         ok = verify_password(officer.password_hash if officer else None, password)
@@ -121,7 +132,7 @@ def login(
         actor=principal.subject,
         now=now,
         subject=principal.subject,
-        details={"kind": principal.kind, "role": principal.role},
+        details={"kind": principal.kind, "role": principal.role, "providers": principal.providers},
     )
     token = secrets.token_urlsafe(32)
     session.execute(delete(AccessToken).where(AccessToken.expires_at <= now))
@@ -153,4 +164,8 @@ def authenticate(session: Session, token: str | None, *, now: dt.datetime) -> Pr
         officer = session.scalars(select(Officer).where(Officer.name == row.subject)).first()
         if officer is None or not officer.active:
             raise NotAuthenticated("the officer account is disabled")
+    if row.subject_kind == "person":
+        from registration.staff import person_principal  # staff imports this module
+
+        return person_principal(session, row.subject)
     return Principal(row.subject_kind, row.subject, row.role)
