@@ -23,10 +23,10 @@ run: init
 	$(BIN)/ehrca serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-postgres: $(STAMP)
-	EHRCA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q
+	EHRCA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

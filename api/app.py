@@ -10,9 +10,26 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import install_error_handlers, problem
-from api.routes import applications, auth, mtls, officer, pki
+from api.routes import (
+    admin,
+    applications,
+    auth,
+    changes,
+    documents,
+    mtls,
+    ocsp,
+    officer,
+    pki,
+    registry,
+    renewal,
+    replacement,
+    review,
+    self_revocation,
+    staff,
+)
 from api.services import Services
 
 Scope = MutableMapping[str, Any]
@@ -63,7 +80,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    raise _TooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -83,8 +100,13 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit. An HTTPException,
+    because FastAPI turns any other exception raised while it reads the body into a 400;
+    this one it re-raises, and the handler answers 413 ``request_too_large``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
 
 
 def create_app(services: Services) -> FastAPI:
@@ -99,7 +121,16 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(applications.router)
     app.include_router(officer.router)
+    app.include_router(replacement.router)
+    app.include_router(documents.router)
+    app.include_router(changes.router)
+    app.include_router(review.router)
+    app.include_router(registry.router)
     app.include_router(pki.router)
+    app.include_router(ocsp.router)
+    app.include_router(self_revocation.router)
+    app.include_router(admin.router)
+    app.include_router(staff.router)
 
     upload_limit = services.settings.max_document_bytes + MULTIPART_OVERHEAD
 
@@ -118,4 +149,5 @@ def create_mtls_app(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     app.include_router(mtls.router)
+    app.include_router(renewal.router)
     return app

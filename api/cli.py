@@ -4,6 +4,7 @@ mail deliver. Exit codes: 0 success, 1 refused (with a message on stderr), 2 usa
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import logging
 import sys
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from api.services import build_services
 from api.settings import Settings, SettingsError
 from ca import lint
+from ca.audit import verify_chain
+from ca.config import CAConfig
 from ca.errors import DomainError
 from ca.keys import FileKeyStore, KeyStoreError
 from ca.service import (
@@ -27,7 +30,8 @@ from db.migrate import upgrade
 from db.session import create_db_engine, create_session_factory
 from registration.accounts import create_officer
 from registration.models import OfficerRole
-from revocation.service import publish_all_crls
+from revocation.responder import OCSPPolicy, ensure_all_responders, remove_responders
+from revocation.service import CRLPolicy, publish_crls_with_policy, record_manual_publication
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -63,6 +67,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                     "a CA exists already in this database; refusing to overwrite"
                 )
             passphrase = settings.key_passphrase_bytes(create=True)
+            settings.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             keystore = FileKeyStore(settings.keys_dir, passphrase)
             config = settings.ca_config()
             before = set(settings.keys_dir.iterdir())
@@ -70,9 +75,15 @@ def cmd_init(args: argparse.Namespace) -> int:
                 root, issuing = initialise_hierarchy(
                     session, keystore, config, now=utc_now(), linter=lint.check_certificate
                 )
-                publish_all_crls(session, keystore, now=utc_now(), validity=config.crl_validity)
+                publish_crls_with_policy(
+                    session, keystore, _crl_policy(settings, config), now=utc_now()
+                )
+                ensure_all_responders(
+                    session, keystore, _ocsp_policy(settings, config), now=utc_now()
+                )
             except BaseException:
                 session.rollback()
+                remove_responders(session)
                 remove_hierarchy(session)
                 for path in set(settings.keys_dir.iterdir()) - before:
                     path.unlink()
@@ -124,19 +135,64 @@ def cmd_officer_add(args: argparse.Namespace) -> int:
 
 
 def cmd_crl_publish(_args: argparse.Namespace) -> int:
-    """Re-sign every CA's CRL now."""
+    """Re-sign every CA's CRL (and partitions) now; one ``crl.published`` audit event each."""
     services = build_services(Settings())
     try:
         with services.sessions() as session:
-            rows = publish_all_crls(
-                session, services.keystore, now=utc_now(), validity=services.ca_config.crl_validity
+            now = utc_now()
+            rows = publish_crls_with_policy(
+                session, services.keystore, services.crl_policy, now=now
             )
+            record_manual_publication(session, rows, actor="cli", now=now)
             for row in rows:
+                scope = "" if row.shard is None else f" shard {row.shard}"
                 next_update = row.next_update.isoformat()
-                print(f"{row.issuer.name}: CRL number {row.crl_number}, nextUpdate {next_update}")
+                print(
+                    f"{row.issuer.name}{scope}: CRL number {row.crl_number}, "
+                    f"nextUpdate {next_update}"
+                )
     finally:
         services.dispose()
     return 0
+
+
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
+    """Recompute the audit chain: exit 0 with ``OK, N events``, or 1 naming the first
+    modified, deleted or reordered row (``ca.audit.verify_chain``)."""
+    settings = Settings()
+    engine = create_db_engine(settings.resolved_database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            report = verify_chain(session)
+    finally:
+        engine.dispose()
+    if report.ok:
+        print(f"OK, {report.checked} events")
+        return 0
+    print(
+        f"audit chain broken at seq {report.first_bad_seq}: {report.problem} "
+        f"({report.checked} rows read)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _crl_policy(settings: Settings, config: CAConfig) -> CRLPolicy:
+    return CRLPolicy(
+        validity=config.crl_validity,
+        urls=config.urls,
+        keep_expired=dt.timedelta(days=settings.crl_keep_expired_days),
+        shards=settings.crl_shards,
+        refresh=dt.timedelta(seconds=settings.crl_refresh_seconds),
+    )
+
+
+def _ocsp_policy(settings: Settings, config: CAConfig) -> OCSPPolicy:
+    return OCSPPolicy(
+        response_validity=dt.timedelta(hours=settings.ocsp_validity_hours),
+        ca_config=config,
+        linter=lint.check_certificate if settings.lint_before_signing else None,
+    )
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
@@ -193,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_officer_add)
     crl = sub.add_parser("crl", help="CRLs").add_subparsers(dest="action", required=True)
     crl.add_parser("publish", help="re-sign every CRL now").set_defaults(func=cmd_crl_publish)
+    audit = sub.add_parser("audit", help="audit trail").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="check the hash chain of the audit trail").set_defaults(
+        func=cmd_audit_verify
+    )
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
     mail = sub.add_parser("mail", help="mail outbox").add_subparsers(dest="action", required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,7 +24,8 @@ from db.session import create_db_engine, create_session_factory
 from issuance.mail import MaildirMailer, Mailer, SmtpMailer, deliver_pending
 from issuance.service import IssuanceContext
 from registration.service import ApprovalContext, DocumentLimits
-from revocation.service import publish_all_crls
+from revocation.responder import OCSPPolicy
+from revocation.service import CRLPolicy, RevocationContext, publish_crls_with_policy
 from revocation.status import RevocationStatusCache
 
 log = logging.getLogger("ehrca")
@@ -69,12 +71,42 @@ class Services:
             self.sessions, self.mailer, sender=self.settings.mail_from, now=self.clock()
         )
 
+    @property
+    def crl_policy(self) -> CRLPolicy:
+        """CRL validity, refresh, expired-entry grace and partitions from settings."""
+        return CRLPolicy(
+            validity=self.ca_config.crl_validity,
+            urls=self.ca_config.urls,
+            keep_expired=dt.timedelta(days=self.settings.crl_keep_expired_days),
+            shards=self.settings.crl_shards,
+            refresh=dt.timedelta(seconds=self.settings.crl_refresh_seconds),
+        )
+
+    @property
+    def ocsp_policy(self) -> OCSPPolicy:
+        """OCSP response validity and responder certificates from settings."""
+        return OCSPPolicy(
+            response_validity=dt.timedelta(hours=self.settings.ocsp_validity_hours),
+            ca_config=self.ca_config,
+            linter=self.issuance.linter,
+        )
+
+    @property
+    def revocation(self) -> RevocationContext:
+        """What ``revocation.service`` use cases need: keys, CRL and OCSP policies, this
+        process's revocation status, and :meth:`notify_crl_published`."""
+        return RevocationContext(
+            keystore=self.keystore,
+            crl=self.crl_policy,
+            ocsp=self.ocsp_policy,
+            status=self.revocation_status,
+            on_crl_published=self.notify_crl_published,
+        )
+
     def publish_crls(self) -> None:
         """Publish fresh CRLs for every authority and notify :attr:`crl_listeners`."""
         with self.sessions() as session:
-            publish_all_crls(
-                session, self.keystore, now=self.clock(), validity=self.ca_config.crl_validity
-            )
+            publish_crls_with_policy(session, self.keystore, self.crl_policy, now=self.clock())
         self.notify_crl_published()
 
     def notify_crl_published(self) -> None:
@@ -105,7 +137,14 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     keystore = FileKeyStore(settings.keys_dir, settings.key_passphrase_bytes())
     ca_config = settings.ca_config()
     mailer: Mailer = (
-        SmtpMailer(settings.smtp_url) if settings.smtp_url else MaildirMailer(settings.outbox_dir)
+        SmtpMailer(
+            settings.smtp_url,
+            tls_context=ssl.create_default_context(cafile=settings.smtp_ca_file)
+            if settings.smtp_ca_file
+            else None,
+        )
+        if settings.smtp_url
+        else MaildirMailer(settings.outbox_dir)
     )
     return Services(
         settings=settings,

@@ -50,10 +50,21 @@ class Settings(BaseSettings):
     mtls_port: int = Field(8443, ge=1, le=65535)
     mtls_server_names: list[str] = ["localhost", "127.0.0.1"]
     smtp_url: str | None = None
+    #: PEM file of the CA(s) that sign the SMTP server's certificate (default: the
+    #: system trust store), e.g. for a relay with a private CA.
+    smtp_ca_file: Path | None = None
     mail_from: str = "eHR Secure Connection <no-reply@ehrca.invalid>"
     client_validity_days: int = Field(730, ge=1, le=3650)
+    root_validity_days: int = Field(7300, ge=1, le=36500)
+    issuing_validity_days: int = Field(3650, ge=1, le=36500)
+    server_validity_days: int = Field(397, ge=1, le=3650)
+    renewal_window_days: int = Field(30, ge=1, le=365)
     crl_validity_hours: int = Field(24, ge=1, le=24 * 30)
     crl_refresh_seconds: int = Field(3600, ge=10)
+    crl_keep_expired_days: int = Field(0, ge=0, le=3650)
+    crl_shards: int = Field(1, ge=1, le=1024)
+    ocsp_validity_hours: int = Field(24, ge=1, le=24 * 7)
+    ocsp_responder_validity_days: int = Field(7, ge=2, le=90)
     download_code_validity_days: int = Field(60, ge=1, le=365)
     token_lifetime_seconds: int = Field(8 * 3600, ge=60)
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -61,6 +72,7 @@ class Settings(BaseSettings):
     lint_before_signing: bool = True
     certificate_policy_oid: str = "1.3.6.1.4.1.32473.1.1"
     identity_base_uri: str = "https://id.ehrca.example"
+    identity_key_file: Path | None = None  # HMAC key of people's identity keys (api/routes/staff)
 
     @field_validator("root_key_type")
     @classmethod
@@ -106,10 +118,15 @@ class Settings(BaseSettings):
             root_key_type=self.root_key_type,
             issuing_key_type=self.issuing_key_type,
             client_validity=dt.timedelta(days=self.client_validity_days),
+            root_validity=dt.timedelta(days=self.root_validity_days),
+            issuing_validity=dt.timedelta(days=self.issuing_validity_days),
+            server_validity=dt.timedelta(days=self.server_validity_days),
             server_names=tuple(self.mtls_server_names),
             crl_validity=dt.timedelta(hours=self.crl_validity_hours),
             certificate_policy_oid=self.certificate_policy_oid,
             identity_base_uri=self.identity_base_uri.rstrip("/"),
+            crl_shards=self.crl_shards,
+            ocsp_responder_validity=dt.timedelta(days=self.ocsp_responder_validity_days),
         )
 
     def check_production(self) -> None:

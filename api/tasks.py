@@ -12,7 +12,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from api.changes import revocation_sweep_task, time_rules_task
+from api.expiry import expiry_notices_task
 from api.services import Services
+from revocation.responder import ensure_all_responders, refresh_responses
+from revocation.service import publish_due_crls
 
 log = logging.getLogger("ehrca.tasks")
 
@@ -33,13 +37,45 @@ def _deliver_mail(services: Services) -> str:
 
 
 def _refresh_crls(services: Services) -> str:
-    services.publish_crls()
-    return "CRLs re-signed"
+    """Re-sign every CRL scope that is due (``revocation.service.publish_due_crls``)."""
+    with services.sessions() as session:
+        rows = publish_due_crls(
+            session, services.keystore, services.crl_policy, now=services.clock()
+        )
+        summary = ", ".join(f"{r.issuer.name}#{r.crl_number}" for r in rows)
+    if rows:
+        services.notify_crl_published()
+    return f"re-signed {len(rows)} CRLs" + (f": {summary}" if summary else "")
+
+
+def _renew_ocsp_responders(services: Services) -> str:
+    """Make or renew the OCSP responder certificate of every issuing CA when less than
+    half its lifetime is left (``revocation.responder.ensure_all_responders``)."""
+    with services.sessions() as session:
+        created = ensure_all_responders(
+            session, services.keystore, services.ocsp_policy, now=services.clock()
+        )
+    return f"new responders: {', '.join(created)}" if created else "responders current"
+
+
+def _refresh_ocsp(services: Services) -> str:
+    """Pre-sign missing or half-expired OCSP responses (``refresh_responses``)."""
+    with services.sessions() as session:
+        signed = refresh_responses(
+            session, services.keystore, services.ocsp_policy, now=services.clock()
+        )
+    return f"pre-signed {signed} OCSP responses"
 
 
 TASKS: list[Task] = [
+    # Before mail.deliver, so one `ehrca tasks run` also sends the mails they stage.
+    Task("registration.time_rules", time_rules_task, 300.0),
+    Task("registration.revoke_ceased", revocation_sweep_task, 300.0),
+    Task("certificate.expiry_notices", expiry_notices_task, 3600.0),
     Task("mail.deliver", _deliver_mail, 30.0),
     Task("crl.refresh", _refresh_crls, None),
+    Task("ocsp.responder", _renew_ocsp_responders, 3600.0),
+    Task("ocsp.refresh", _refresh_ocsp, 600.0),
 ]
 
 

@@ -475,6 +475,45 @@ class SSLContextHolder:
         ssl_object.context = self._current
 
 
+# --------------------------------------------------------------------------- handshake alerts
+
+
+def _send_handshake_alerts() -> None:
+    """Make asyncio send the fatal TLS alert of a failed server handshake.
+
+    When OpenSSL refuses a handshake (no client certificate, unknown CA, a
+    revoked certificate, an expired CRL, TLS 1.2), it leaves the alert for the
+    peer in the connection's outgoing memory BIO. CPython's
+    ``asyncio.sslproto.SSLProtocol`` (3.11) then force-closes the transport
+    without writing that BIO out, so the client sees a bare EOF instead of
+    ``certificate_required``, ``unknown_ca`` or ``certificate_revoked``
+    (CPython gh-98078, fixed upstream by flushing first; the fix is not in
+    3.11). This wraps ``SSLProtocol._on_handshake_complete`` to flush the
+    outgoing data (``_process_outgoing``) before the original method closes the
+    transport; on a Python that already flushes, the second flush finds nothing.
+    Idempotent; a no-op where the private methods do not exist (then the
+    refusal stays a bare close, which still fails closed). uvloop has its own
+    SSL implementation and is not covered.
+    """
+    from asyncio import sslproto
+
+    protocol: Any = sslproto.SSLProtocol
+    original = getattr(protocol, "_on_handshake_complete", None)
+    if original is None or not hasattr(protocol, "_process_outgoing"):
+        return
+    if getattr(original, "_ehrca_sends_alert", False):
+        return
+
+    def _on_handshake_complete(self: Any, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):  # best effort: the close must still happen
+                self._process_outgoing()
+        original(self, handshake_exc)
+
+    _on_handshake_complete._ehrca_sends_alert = True  # type: ignore[attr-defined]
+    protocol._on_handshake_complete = _on_handshake_complete
+
+
 # --------------------------------------------------------------------------- ASGI TLS extension
 
 
@@ -609,7 +648,8 @@ def build_uvicorn_server(
     support (uvicorn's WebSocket protocols take the application from the config,
     so their scopes would lack the TLS extension). ``proxy_headers`` defaults to
     ``False``: ``X-Forwarded-*`` headers must not change the client address of a
-    connection authenticated by its own certificate.
+    connection authenticated by its own certificate. It also makes asyncio send
+    the TLS alert of a refused handshake (:func:`_send_handshake_alerts`).
 
     Start it with ``await server.serve()`` in a running loop, or with
     ``await server.serve(sockets=[sock])`` on an already bound socket (then the
@@ -661,6 +701,7 @@ def build_uvicorn_server(
     if reserved:
         raise TypeError(f"build_uvicorn_server sets these itself: {', '.join(reserved)}")
     config_kwargs.setdefault("proxy_headers", False)
+    _send_handshake_alerts()
     outer = holder.outer
 
     def ssl_context_factory(

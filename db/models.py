@@ -6,6 +6,7 @@ from ca import models as ca_models
 from db.base import Base
 from issuance import models as issuance_models
 from registration import models as registration_models
+from registration import staff_models as registration_staff_models
 from revocation import models as revocation_models
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "ca_models",
     "issuance_models",
     "registration_models",
+    "registration_staff_models",
     "revocation_models",
 ]

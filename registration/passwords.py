@@ -33,3 +33,25 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def needs_rehash(password_hash: str) -> bool:
     """True when ``password_hash`` was made with weaker parameters than today's."""
     return _hasher.check_needs_rehash(password_hash)
+
+
+def set_cost(*, time_cost: int, memory_cost_kib: int, parallelism: int) -> PasswordHasher:
+    """Replace the process's Argon2id parameters and return the previous hasher.
+
+    For test suites and benchmarks only (a login costs ~50 ms at the defaults, by
+    design); production never calls it. Restore with :func:`restore`.
+    """
+    global _hasher, _DUMMY_HASH
+    previous = _hasher
+    _hasher = PasswordHasher(
+        time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism
+    )
+    _DUMMY_HASH = _hasher.hash("not-a-real-password-0f3c9a")
+    return previous
+
+
+def restore(previous: PasswordHasher) -> None:
+    """Put back a hasher returned by :func:`set_cost`."""
+    global _hasher, _DUMMY_HASH
+    _hasher = previous
+    _DUMMY_HASH = _hasher.hash("not-a-real-password-0f3c9a")

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from api.services import Services, build_services
 from api.settings import Settings
 from ca.service import initialise_hierarchy
 from db.migrate import upgrade
+from db.models import Base
+from registration import passwords
 from revocation.service import publish_all_crls
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "applications.json"
@@ -69,13 +72,16 @@ def postgres_base_url() -> str | None:
     return url
 
 
-@pytest.fixture
-def database_url(tmp_path: Path, postgres_base_url: str | None) -> Iterator[str]:
-    """A freshly migrated database for one test."""
+@pytest.fixture(scope="session")
+def migrated_template(
+    tmp_path_factory: pytest.TempPathFactory, postgres_base_url: str | None
+) -> Iterator[str]:
+    """A database migrated once per test session (per xdist worker): a SQLite file to
+    copy, or a PostgreSQL schema to empty between tests."""
     if postgres_base_url is None:
-        url = f"sqlite:///{tmp_path / 'ehrca.db'}"
-        upgrade(url)
-        yield url
+        path = tmp_path_factory.mktemp("template") / "ehrca.db"
+        upgrade(f"sqlite:///{path}")
+        yield str(path)
         return
     schema = f"t_{secrets.token_hex(6)}"
     admin = create_engine(postgres_base_url)
@@ -92,6 +98,52 @@ def database_url(tmp_path: Path, postgres_base_url: str | None) -> Iterator[str]
         admin.dispose()
 
 
+def _empty_postgres_schema(url: str) -> None:
+    """TRUNCATE every table but Alembic's, then re-seed what the migrations insert."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            tables = [t.name for t in Base.metadata.sorted_tables]
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
+            conn.execute(
+                text("INSERT INTO audit_head (id, seq, last_hash) VALUES (1, 0, :h)"),
+                {"h": "0" * 64},
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, migrated_template: str, postgres_base_url: str | None) -> str:
+    """A freshly migrated, empty database for one test: a copy of the SQLite template,
+    or the session's PostgreSQL schema emptied."""
+    if postgres_base_url is None:
+        path = tmp_path / "ehrca.db"
+        shutil.copyfile(migrated_template, path)
+        return f"sqlite:///{path}"
+    _empty_postgres_schema(migrated_template)
+    return migrated_template
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Argon2id at minimal cost for tests (production cost is ~50 ms a hash, by design);
+    tests marked ``real_password_hashing`` keep the production parameters."""
+    if request.node.get_closest_marker("real_password_hashing"):
+        yield
+        return
+    previous = passwords.set_cost(time_cost=1, memory_cost_kib=8, parallelism=1)
+    try:
+        yield
+    finally:
+        passwords.restore(previous)
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     """The frozen clock every service in the test uses."""
@@ -105,9 +157,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         var_dir=tmp_path / "var",
         keys_dir=tmp_path / "keys",
         database_url=database_url,
-        key_passphrase=TEST_PASSPHRASE,  # type: ignore[arg-type]
+        key_passphrase=TEST_PASSPHRASE,
         public_base_url="http://127.0.0.1:8000",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

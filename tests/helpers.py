@@ -127,18 +127,25 @@ def approved_application(
 
 
 def outbox_messages(outbox: Path) -> list[email.message.EmailMessage]:
+    """Every delivered message in outbox order (the ``outbox-<id>`` of its Message-ID:
+    Maildir file names sort by wall-clock second, then by unpadded microseconds)."""
     messages = []
     for path in sorted((outbox / "new").iterdir()):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
         messages.append(message)
-    return messages
+
+    def outbox_id(message: email.message.EmailMessage) -> int:
+        found = re.search(r"outbox-(\d+)@", str(message["Message-ID"]))
+        return int(found.group(1)) if found else 0
+
+    return sorted(messages, key=outbox_id)
 
 
 def body_text(message: email.message.EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    content: str = part.get_content()  # type: ignore[attr-defined]
+    content: str = part.get_content()
     return content
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Header, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPrincipal, ServicesDep, SessionDep
+from api.routes.replacement import revoke_replaced_on_collection
 from ca.keys import KeyType
 from issuance.pkcs12 import PKCS12Profile
 from issuance.service import collect_with_csr, collect_with_generated_key
@@ -203,6 +204,7 @@ def collect_certificate(
             now=now,
             idempotency_key=idempotency_key,
         )
+        revoke_replaced_on_collection(session, services, collected.supersedes)
         pem = serialization.Encoding.PEM
         return CertificateOut(
             serial_number=collected.record.serial_number,
@@ -224,6 +226,7 @@ def collect_certificate(
         now=now,
         idempotency_key=idempotency_key,
     )
+    revoke_replaced_on_collection(session, services, collected.supersedes)
     assert collected.pkcs12 is not None
     return Response(
         content=collected.pkcs12,

@@ -14,6 +14,10 @@ from registration.accounts import login
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
+#: No control characters in a username: it is looked up and written to the audit trail
+#: (PostgreSQL text cannot hold NUL).
+USERNAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
 
 class TokenOut(BaseModel):
     """An OAuth2 bearer token response (RFC 6750)."""
@@ -28,7 +32,7 @@ class TokenOut(BaseModel):
 def issue_token(
     session: SessionDep,
     services: ServicesDep,
-    username: Annotated[str, Form(max_length=128)],
+    username: Annotated[str, Form(max_length=128, pattern=USERNAME_PATTERN)],
     password: Annotated[str, Form(max_length=256)],
 ) -> TokenOut:
     """Exchange a username and password for a bearer token (401 ``invalid_credentials``)."""
