@@ -1,5 +1,7 @@
-"""The ``ehrca`` command line: init, serve, officer add, crl publish, db upgrade,
-mail deliver. Exit codes: 0 success, 1 refused (with a message on stderr), 2 usage."""
+"""The ``ehrca`` command line: init, serve, officer add, crl publish, tasks run,
+audit verify, db upgrade, mail deliver. Settings come from ``EHRCA_*`` environment
+variables (see the README). Exit codes: 0 success, 1 refused (with a message on
+stderr), 2 usage."""
 
 from __future__ import annotations
 

@@ -88,7 +88,15 @@ def interval(task: Task, services: Services) -> float:
 
 def run_tasks(services: Services, only: set[str] | None = None) -> list[tuple[str, str]]:
     """Run every task (or those named in ``only``) once; a failing task is logged and
-    reported as ``failed: <error type>``, never stopping the others."""
+    reported as ``failed: <error type>``, never stopping the others.
+
+    Raises:
+        ValueError: ``only`` names a task that does not exist (the message lists them).
+    """
+    unknown = sorted((only or set()) - {task.name for task in TASKS})
+    if unknown:
+        names = ", ".join(task.name for task in TASKS)
+        raise ValueError(f"unknown task {', '.join(unknown)}; tasks: {names}")
     results: list[tuple[str, str]] = []
     for task in TASKS:
         if only is not None and task.name not in only:

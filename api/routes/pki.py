@@ -163,9 +163,13 @@ def certificate(
     try:
         serial_hex = serial_to_hex(parse_serial_hex(serial))
     except ValueError as exc:
-        raise PkiNotFound(f"no certificate with serial number {serial!r}") from exc
+        raise PkiNotFound(
+            f"no certificate with serial number {serial!r}", code="certificate_not_found"
+        ) from exc
     record = find_certificate(session, serial_hex)
     if record is None or record.certificate_der is None:
-        raise PkiNotFound(f"no certificate with serial number {serial_hex}")
+        raise PkiNotFound(
+            f"no certificate with serial number {serial_hex}", code="certificate_not_found"
+        )
     exported = export_record(session, record, CertificateFormat(format))
     return Response(exported.content, media_type=exported.media_type)

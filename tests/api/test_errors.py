@@ -879,13 +879,16 @@ def test_pki_refusals(client: TestClient) -> None:
         "/pki/crl/nope.crl",
         "/pki/crl/nope.pem",
         "/pki/crl/%00.crl",
+    ):
+        assert_problem(client.get(path), 404, "not_found")
+    for path in (
         f"/api/v1/certificates/{'7' * 40}",
         f"/api/v1/certificates/{'7' * 40}?format=der",
         "/api/v1/certificates/not-hex",
         "/api/v1/certificates/%00",
         f"/api/v1/certificates/{'f' * 41}",
     ):
-        assert_problem(client.get(path), 404, "not_found")
+        assert_problem(client.get(path), 404, "certificate_not_found")
     for path in (
         "/pki/crl/ehrca-issuing-1.xml",
         f"/api/v1/certificates/{'7' * 40}?format=xml",
