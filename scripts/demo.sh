@@ -113,7 +113,7 @@ CDP=$(openssl x509 -in "$WORK/l1.crt" -noout -ext crlDistributionPoints | sed -n
 echo "CRL distribution point: $CDP"
 curl -sS -f -D "$WORK/crl.headers" -o "$WORK/crl.der" "$CDP"
 grep -i '^content-type' "$WORK/crl.headers"
-openssl crl -inform der -in "$WORK/crl.der" -noout -text | grep -A3 -i "crl number\|serial number: *$(echo "$SERIAL1" | tr a-f A-F | sed 's/^0*//')" | head -8
+openssl crl -inform der -in "$WORK/crl.der" -noout -text | grep -A4 -i "crl number\|serial number: *$(echo "$SERIAL1" | tr a-f A-F | sed 's/^0*//')" | head -9
 
 step "9. curl with the revoked certificate now fails; the other still works"
 if OUT=$(curl -sS --cacert "$WORK/root.pem" --cert "$WORK/l1.crt" --key "$WORK/l1.key" "$MTLS/mtls/whoami" 2>&1); then
