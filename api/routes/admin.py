@@ -3,7 +3,8 @@
 ``GET /api/v1/admin/audit-events?event_type=&actor=&subject=&since=&until=&limit=&offset=``
 (admins only; 403 ``role_not_allowed`` for every other role) lists events in chain
 order with their hashes, so an admin can check a page against ``ehrca audit verify``.
-``since``/``until`` are RFC 3339 with offset (``since <= at < until``).
+``since``/``until`` are RFC 3339 with offset (``since <= at < until``), years 1-9999
+once in UTC (422 ``invalid_request`` otherwise).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api.deps import CurrentPrincipal, SessionDep
 from ca.audit import AuditEvent, AuditQuery, list_events
+from registration.schemas import UTCDateTime
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -69,8 +71,10 @@ def audit_events(
     event_type: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     actor: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     subject: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    # UTC at validation: an offset pushing a bound outside years 1-9999 (e.g.
+    # 0001-01-01T00:00:00+05:00) is a 422, not an OverflowError in the query.
+    since: Annotated[UTCDateTime | None, Query()] = None,
+    until: Annotated[UTCDateTime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AuditEventPage:

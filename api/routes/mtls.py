@@ -47,7 +47,12 @@ def verified_client(
             ``client_certificate_unknown`` (not issued by this CA's database),
             ``client_certificate_revoked`` or ``client_certificate_expired``.
     """
-    certificate = client_certificate_from_scope(request.scope)
+    try:
+        certificate = client_certificate_from_scope(request.scope)
+    except ValueError as exc:  # the TLS layer handed over something that is not a certificate
+        raise ClientCertificateRefused(
+            "the client certificate cannot be parsed", code="client_certificate_unknown"
+        ) from exc
     if certificate is None:
         raise ClientCertificateRefused(
             "a client certificate is required", code="client_certificate_missing"
