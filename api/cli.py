@@ -1,7 +1,7 @@
 """The ``ehrca`` command line: init, serve, officer add, crl publish, tasks run,
 audit verify, db upgrade, mail deliver. Settings come from ``EHRCA_*`` environment
-variables (see the README). Exit codes: 0 success, 1 refused (with a message on
-stderr), 2 usage."""
+variables (see the README). Exit codes: 0 success, 1 refused (with one ``ehrca: ...``
+line on stderr, never a traceback, also for a bad or out-of-range setting), 2 usage."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ca.audit import verify_chain
 from ca.config import CAConfig
 from ca.errors import DomainError
 from ca.keys import FileKeyStore, KeyStoreError
+from ca.profiles import configured_profiles
 from ca.service import (
     CAAlreadyInitialised,
     ca_exists,
@@ -54,6 +55,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     """
     settings = _settings(args)
     settings.check_production()
+    configured_profiles(settings.ca_config())  # validity settings, before any file
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     upgrade(url)
@@ -109,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.server import run_single, serve_workers
 
     settings = Settings()
+    configured_profiles(settings.ca_config())  # validity settings, before the workers
     upgrade(settings.resolved_database_url)
     if args.workers > 1:
         return serve_workers(args.workers)
@@ -269,15 +272,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for ``exc``: each failing field with its message, ``; ``-separated.
+
+    Fields of :class:`Settings` are named by their environment variable
+    (``invalid setting EHRCA_CLIENT_VALIDITY_DAYS: Input should be less than or equal
+    to 3650``). The rejected input is left out: it may be a secret put in the wrong
+    variable.
+    """
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if exc.title == Settings.__name__ and field:
+            name = f"EHRCA_{field.upper()}"
+        else:
+            name = f"{exc.title}.{field}" if field else exc.title
+        parts.append(f"{name}: {error['msg']}")
+    return "invalid setting " + "; ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ehrca`` console script."""
+    """Entry point of the ``ehrca`` console script.
+
+    Returns:
+        The command's exit code, or 1 after one ``ehrca: ...`` line on stderr for a
+        refusal (:class:`~ca.errors.DomainError`), unusable settings
+        (:class:`~api.settings.SettingsError`; a pydantic ``ValidationError`` from
+        :class:`Settings`, e.g. an out-of-range ``EHRCA_CLIENT_VALIDITY_DAYS``; a
+        ``ca.profiles.ProfileError`` from :func:`~ca.profiles.configured_profiles`, e.g.
+        a lifetime above its issuer's), a key store error, or another ``ValueError`` or
+        ``OverflowError`` (a duration too large for ``datetime``).
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (DomainError, SettingsError, KeyStoreError, ValueError, ValidationError) as exc:
+    except ValidationError as exc:  # before ValueError, of which it is a subclass
+        print(f"ehrca: {describe_validation_error(exc)}", file=sys.stderr)
+        return 1
+    except (DomainError, SettingsError, KeyStoreError, ValueError, OverflowError) as exc:
         print(f"ehrca: {exc}", file=sys.stderr)
         return 1
 

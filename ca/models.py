@@ -84,7 +84,8 @@ class CertificateRecord(Base):
     tbs_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     not_valid_before: Mapped[dt.datetime]
-    not_valid_after: Mapped[dt.datetime]
+    #: Indexed for the expiry-notice scan (``issuance.expiry``, migration 0007).
+    not_valid_after: Mapped[dt.datetime] = mapped_column(index=True)
     provider_reference: Mapped[str | None] = mapped_column(String(32), index=True)
     service_location_id: Mapped[int | None] = mapped_column(Integer, index=True)
     key_generated_by_ca: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -447,16 +447,26 @@ def validity_window(
     """Return ``(not_valid_before, not_valid_after)`` for ``profile``.
 
     Times are whole seconds, aware UTC; notAfter is inclusive (RFC 5280 4.1.2.5) and
-    capped by the issuer's notAfter.
+    capped by the issuer's notAfter. A certificate never starts before its issuer
+    (RFC 5280 6.1.3 (a)(2); the pipeline's ``ca.checks.check_issuer_valid_at_start``
+    refuses it first, by name).
 
     Raises:
-        ValueError: for a naive ``not_valid_before`` or one at/after the issuer's notAfter.
+        ValueError: for a naive ``not_valid_before``, one before the issuer's notBefore
+            (``issuer certificate is not valid until ...``) or one at/after the issuer's
+            notAfter (``issuer certificate has expired``).
     """
     if not_valid_before.tzinfo is None:
         raise ValueError("not_valid_before must be timezone-aware UTC")
     start = not_valid_before.astimezone(dt.UTC).replace(microsecond=0)
     end = start + profile.validity - dt.timedelta(seconds=1)
     if issuer is not None:
+        issuer_start = issuer.certificate.not_valid_before_utc
+        if start < issuer_start:
+            raise ValueError(
+                f"issuer certificate is not valid until {issuer_start.isoformat()}; "
+                f"cannot issue at {start.isoformat()}"
+            )
         issuer_end = issuer.certificate.not_valid_after_utc
         if start >= issuer_end:
             raise ValueError("issuer certificate has expired; cannot issue")

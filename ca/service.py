@@ -15,7 +15,8 @@ named function so it can be tested (and, in tests, made to fail) alone:
    status ``reserved``; unique per issuer in the database);
 6. sign (:func:`sign_reserved_certificate`: the issuer's real key);
 7. store (:func:`store_signed_certificate`: the signed TBS must equal the recorded
-   one; status ``issued``).
+   one; status ``reserved → issued``, conditionally: a row a bulk revocation marked
+   ``revoked`` meanwhile stays ``revoked``).
 
 A refusal in steps 1-4 commits an audit event (``certificate.refused``) and
 nothing else. A crash between 5 and 7 leaves a ``reserved`` row that
@@ -393,7 +394,14 @@ def store_signed_certificate(
     session: Session, record: CertificateRecord, certificate: x509.Certificate, *, now: dt.datetime
 ) -> None:
     """Pipeline step "store": check the signed TBS equals the recorded one, store the
-    certificate, mark the row ``issued`` and commit.
+    certificate DER and ``issued_at``, move the row ``reserved → issued`` and commit.
+
+    The status moves by a conditional ``UPDATE ... WHERE status = 'reserved'`` in the
+    same transaction as the DER: a revocation that marked the reserved row ``revoked``
+    between the reservation and this step (e.g.
+    ``revocation.service.revoke_provider_certificates`` withdrawing the provider) is
+    never undone; the row keeps ``revoked`` with the signed certificate stored.
+    ``record`` is refreshed from the database afterwards.
 
     Raises:
         CAError: ``signed_certificate_mismatch`` (the row stays ``reserved``, revocable).
@@ -403,10 +411,21 @@ def store_signed_certificate(
             "signed certificate differs from the recorded to-be-signed certificate",
             code="signed_certificate_mismatch",
         )
-    record.certificate_der = certificate.public_bytes(serialization.Encoding.DER)
-    record.status = CertificateStatus.ISSUED
-    record.issued_at = now
+    row = CertificateRecord.id == record.id
+    session.execute(
+        update(CertificateRecord)
+        .where(row)
+        .values(certificate_der=certificate.public_bytes(serialization.Encoding.DER), issued_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(CertificateRecord)
+        .where(row, CertificateRecord.status == CertificateStatus.RESERVED)
+        .values(status=CertificateStatus.ISSUED)
+        .execution_options(synchronize_session=False)
+    )
     session.commit()
+    session.refresh(record)
 
 
 def stale_reservations(session: Session, *, before: dt.datetime) -> list[CertificateRecord]:

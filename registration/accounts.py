@@ -5,6 +5,10 @@ stored (``access_tokens``), with an expiry. Usernames that look like an applicat
 reference (``HCP-...``) log in as that applicant; usernames with ``@`` are the email
 logins of people (user administrators and staff, :mod:`registration.staff`); any
 other name is an officer (officer names cannot contain ``@``).
+
+A failed login is audited (``auth.login_failed``) with the typed username only when it
+has the shape of a username (:func:`username_for_audit`): someone who types a password
+into the username field must not have it stored in the audit trail.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +31,11 @@ from registration.passwords import hash_password, verify_password
 REFERENCE_PATTERN = re.compile(r"^HCP-[0-9A-Z]{8}$")
 OFFICER_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 12
+#: The audit actor of a failed login whose username has no username's shape.
+MALFORMED_USERNAME = "<malformed>"
+#: Longest email address (RFC 5321 4.5.3.1: 64 + 1 + 255, limited by the 256-octet
+#: path to 254) recorded for a failed login.
+MAX_EMAIL_LENGTH = 254
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,26 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+def username_for_audit(username: str) -> str | None:
+    """``username`` if it has the shape of a real username, else ``None``.
+
+    The shapes: an application reference (:data:`REFERENCE_PATTERN`, ``HCP-XXXXXXXX``),
+    an officer name (:data:`OFFICER_NAME_PATTERN`) or a person's email address (checked
+    by ``email_validator``, no DNS lookup, at most :data:`MAX_EMAIL_LENGTH`
+    characters). Anything else (spaces, punctuation, capitals in an officer name…) may
+    be a password typed into the wrong field and is never recorded.
+    """
+    if REFERENCE_PATTERN.fullmatch(username) or OFFICER_NAME_PATTERN.fullmatch(username):
+        return username
+    if "@" in username and len(username) <= MAX_EMAIL_LENGTH:
+        try:
+            validate_email(username, check_deliverability=False)
+        except EmailNotValidError:
+            return None
+        return username
+    return None
+
+
 def login(
     session: Session, username: str, password: str, *, now: dt.datetime, lifetime: dt.timedelta
 ) -> tuple[str, Principal]:
@@ -102,7 +132,10 @@ def login(
         ``(token, principal)``; the token is shown only here.
 
     Raises:
-        InvalidCredentials: unknown user, inactive officer or wrong password.
+        InvalidCredentials: unknown user, inactive officer or wrong password. The
+            ``auth.login_failed`` audit event names the username only if
+            :func:`username_for_audit` accepts it (else actor ``<malformed>``, no
+            subject), and never the password.
     """
     principal: Principal | None = None
     if REFERENCE_PATTERN.match(username):
@@ -121,8 +154,13 @@ def login(
         if ok and officer is not None and officer.active:
             principal = Principal("officer", officer.name, officer.role.value)
     if principal is None:
+        shaped = username_for_audit(username)
         record_event(
-            session, "auth.login_failed", actor=username[:128], now=now, subject=username[:128]
+            session,
+            "auth.login_failed",
+            actor=shaped[:128] if shaped else MALFORMED_USERNAME,
+            now=now,
+            subject=shaped[:128] if shaped else None,
         )
         session.commit()
         raise InvalidCredentials("username or password is wrong")

@@ -1,10 +1,11 @@
 """The application state machine: pure, no I/O (DESIGN.md, Domain).
 
 ``draft → submitted → (documents_requested → submitted)* → approved | rejected``;
-``approved → effective`` (14 days after the acceptance email, once a certificate has
-been collected), ``documents_requested | approved → lapsed`` (60-day deadlines: no
-requested documents, no certificate collected) and ``approved | effective →
-withdrawn`` (the provider gives up the whole registration). Every transition is an
+``approved → effective`` (14 days after the acceptance email, whether or not a
+certificate has been collected), ``documents_requested | approved | effective →
+lapsed`` (60-day deadlines: no requested documents, no certificate collected within
+60 days of acceptance) and ``approved | effective → withdrawn`` (the provider gives up
+the whole registration). Every transition is an
 :class:`Event` naming the actor and the reason; ``rejected``, ``effective`` once
 withdrawn, ``lapsed`` and ``withdrawn`` are final. The time rules themselves (when a
 deadline has passed) live in ``registration.tasks``; this module only says which
@@ -42,6 +43,7 @@ TRANSITIONS: dict[tuple[S, Action], S] = {
     (S.APPROVED, Action.BECOME_EFFECTIVE): S.EFFECTIVE,
     (S.APPROVED, Action.LAPSE): S.LAPSED,
     (S.DOCUMENTS_REQUESTED, Action.LAPSE): S.LAPSED,
+    (S.EFFECTIVE, Action.LAPSE): S.LAPSED,
     (S.APPROVED, Action.WITHDRAW): S.WITHDRAWN,
     (S.EFFECTIVE, Action.WITHDRAW): S.WITHDRAWN,
 }

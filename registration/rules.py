@@ -53,13 +53,14 @@ DISTRICTS = (
 LANGUAGES = ("en", "zh-Hant", "zh-Hans")
 
 #: Time rules (DESIGN.md, Domain), applied by ``registration.tasks``: a registration
-#: takes effect this long after the acceptance email (once a certificate is collected).
+#: takes effect this long after the acceptance email (whether or not a certificate has
+#: been collected).
 EFFECTIVE_AFTER = dt.timedelta(days=14)
 #: An application whose requested documents are not supplied (re-submitted) this long
 #: after the request lapses.
 DOCUMENTS_DEADLINE = dt.timedelta(days=60)
-#: An approved application that has collected no certificate this long after the
-#: acceptance email lapses (its download codes stop working).
+#: An approved or effective registration that has collected no certificate this long
+#: after the acceptance email lapses (its download codes stop working).
 COLLECTION_DEADLINE = dt.timedelta(days=60)
 OPENING_STATUSES = ("open", "opening_soon", "temporarily_closed")
 

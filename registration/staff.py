@@ -14,8 +14,8 @@ How a user administrator gets access
     the code; the applicant can have a new one sent (:func:`reinvite_user_admin`).
     A user administrator may activate and log in at once, but opens staff accounts
     only once the provider is **effective** (:func:`is_effective`: the status set by
-    the time rule of ``registration.tasks``, 14 days after the acceptance email once
-    a certificate has been collected).
+    the time rule of ``registration.tasks``, 14 days after the acceptance email; it
+    lapses if no certificate is collected within 60 days of acceptance).
 
 One identity, one password
     A :class:`~registration.staff_models.Person` is identified by ``identity_key``,
@@ -317,8 +317,8 @@ def is_effective(application: Application) -> bool:
     """True when the provider's registration is effective: ``status == effective``.
 
     The ``approved → effective`` transition is the time rule of
-    ``registration.tasks`` (14 days after the acceptance email, once a certificate
-    has been collected), so this module does not repeat the rule: an approved
+    ``registration.tasks`` (14 days after the acceptance email, whether or not a
+    certificate has been collected), so this module does not repeat the rule: an approved
     provider past its 14 days waits for the next task run. A withdrawn or lapsed
     registration is not effective, and neither are its staff accounts.
     """

@@ -8,14 +8,18 @@ then committed on its own with its email.
 
 The rules (durations in ``registration.rules``):
 
-- ``approved → effective`` 14 days after the acceptance email, once at least one
-  certificate has been collected; ``effective_at`` is the later of the two moments (not
-  the moment the job happened to run).
+- ``approved → effective`` 14 days after the acceptance email, whether or not a
+  certificate has been collected (issue #3, DESIGN.md); ``effective_at`` is that
+  deadline, ``accepted_at + 14 days`` (not the moment the job happened to run).
 - ``documents_requested → lapsed`` when the requested documents were not supplied
   (the application re-submitted) within 60 days of the request.
-- ``approved → lapsed`` when no certificate was collected within 60 days of the
-  acceptance email; the download codes stop working with it (collection refuses a
-  lapsed application with ``application_lapsed``).
+- ``approved | effective → lapsed`` when no certificate was collected within 60 days
+  of the acceptance email; the download codes stop working with it (collection
+  refuses a lapsed application with ``application_lapsed``) and the provider leaves
+  the public registry (which lists effective registrations only). An approved
+  application with nothing collected that the job first sees after its collection
+  deadline (the job did not run between day 14 and day 60) lapses directly, without
+  an ``effective`` step and email in the same run.
 
 Each transition is recorded with actor ``system`` and a reason naming the rule and
 its dates, and sends a templated email (``registration_effective``,
@@ -33,12 +37,15 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ca.models import CertificateRecord, CertificateStatus
 from registration import rules
 from registration.changes import close_pending_changes
-from registration.lifecycle import SYSTEM_ACTOR, Action
+from registration.lifecycle import REGISTERED, SYSTEM_ACTOR, Action
 from registration.models import Application, ApplicationStatus
 from registration.notices import notify, record_transition
 
 #: Applications moved per rule and run (the next run continues).
 BATCH = 500
+
+_APPROVED = frozenset({ApplicationStatus.APPROVED})
+_DOCUMENTS_REQUESTED = frozenset({ApplicationStatus.DOCUMENTS_REQUESTED})
 
 
 @dataclass(slots=True)
@@ -84,32 +91,34 @@ def _collected() -> ColumnElement[bool]:
 
 def _candidates(
     session: Session,
-    status: ApplicationStatus,
+    statuses: frozenset[ApplicationStatus],
     moment: InstrumentedAttribute[dt.datetime | None],
     due: dt.datetime,
     *criteria: ColumnElement[bool],
 ) -> list[int]:
-    """Ids of up to :data:`BATCH` applications in ``status`` whose ``moment`` is at or
-    before ``due`` (and that meet ``criteria``), oldest id first."""
+    """Ids of up to :data:`BATCH` applications in one of ``statuses`` whose ``moment``
+    is at or before ``due`` (and that meet ``criteria``), oldest id first."""
     return list(
         session.scalars(
             select(Application.id)
-            .where(Application.status == status, moment.is_not(None), moment <= due, *criteria)
+            .where(Application.status.in_(statuses), moment.is_not(None), moment <= due, *criteria)
             .order_by(Application.id)
             .limit(BATCH)
         )
     )
 
 
-def _lock(session: Session, application_id: int, status: ApplicationStatus) -> Application | None:
-    """The application, row-locked and fresh, if it is still in ``status``."""
+def _lock(
+    session: Session, application_id: int, statuses: frozenset[ApplicationStatus]
+) -> Application | None:
+    """The application, row-locked and fresh, if it is still in one of ``statuses``."""
     application = session.scalars(
         select(Application)
         .where(Application.id == application_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
-    if application is None or application.status is not status:
+    if application is None or application.status not in statuses:
         session.rollback()
         return None
     return application
@@ -132,28 +141,22 @@ def apply_time_rules(session: Session, *, now: dt.datetime) -> TimeRuleResult:
 
     for app_id in _candidates(
         session,
-        ApplicationStatus.APPROVED,
+        _APPROVED,
         Application.accepted_at,
         now - rules.EFFECTIVE_AFTER,
-        _collected(),
+        # Not also past the collection deadline uncollected: that one lapses below.
+        _collected() | (Application.accepted_at > now - rules.COLLECTION_DEADLINE),
     ):
-        application = _lock(session, app_id, ApplicationStatus.APPROVED)
+        application = _lock(session, app_id, _APPROVED)
         if application is None or application.accepted_at is None:
             continue
-        collected = first_collection(session, application.reference)
-        if collected is None:
-            session.rollback()
-            continue
-        effective_at = max(application.accepted_at + rules.EFFECTIVE_AFTER, collected)
+        effective_at = application.accepted_at + rules.EFFECTIVE_AFTER
         record_transition(
             session,
             application,
             Action.BECOME_EFFECTIVE,
             actor=SYSTEM_ACTOR,
-            reason=(
-                f"14 days after the acceptance email of {_day(application.accepted_at)}, "
-                f"first certificate collected on {_day(collected)}"
-            ),
+            reason=f"14 days after the acceptance email of {_day(application.accepted_at)}",
             now=now,
         )
         application.effective_at = effective_at
@@ -170,11 +173,11 @@ def apply_time_rules(session: Session, *, now: dt.datetime) -> TimeRuleResult:
 
     for app_id in _candidates(
         session,
-        ApplicationStatus.DOCUMENTS_REQUESTED,
+        _DOCUMENTS_REQUESTED,
         Application.decided_at,
         now - rules.DOCUMENTS_DEADLINE,
     ):
-        application = _lock(session, app_id, ApplicationStatus.DOCUMENTS_REQUESTED)
+        application = _lock(session, app_id, _DOCUMENTS_REQUESTED)
         if application is None or application.decided_at is None:
             continue
         requested_on = _day(application.decided_at)
@@ -203,16 +206,16 @@ def apply_time_rules(session: Session, *, now: dt.datetime) -> TimeRuleResult:
 
     for app_id in _candidates(
         session,
-        ApplicationStatus.APPROVED,
+        REGISTERED,
         Application.accepted_at,
         now - rules.COLLECTION_DEADLINE,
         ~_collected(),
     ):
-        application = _lock(session, app_id, ApplicationStatus.APPROVED)
+        application = _lock(session, app_id, REGISTERED)
         if application is None or application.accepted_at is None:
             continue
         if first_collection(session, application.reference) is not None:
-            session.rollback()  # collected: the effective rule moves it
+            session.rollback()  # collected meanwhile: it stays approved or effective
             continue
         accepted_on = _day(application.accepted_at)
         deadline_on = _day(application.accepted_at + rules.COLLECTION_DEADLINE)

@@ -721,6 +721,99 @@ def test_crash_between_signing_and_storing_leaves_a_revocable_reservation(
         assert [e.serial_number for e in entries] == [int(stale.serial_number, 16)]
 
 
+def test_a_revocation_between_reserve_and_sign_is_not_undone_by_the_store(
+    db_signer: DbSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk revocation (the provider withdraws) marks the reserved row ``revoked``
+    after the reservation committed and before the signature: the store step keeps
+    ``revoked`` and still stores the signed DER."""
+    from ca import service
+    from revocation.service import crl_entries, revoke_provider_certificates
+
+    sessions, _keystore, config, signer = db_signer
+    sign = service.sign_reserved_certificate
+    revoked_at = START + dt.timedelta(seconds=1)
+
+    def revoke_then_sign(builder: x509.CertificateBuilder, key: object) -> x509.Certificate:
+        with sessions() as other:
+            (reserved,) = other.scalars(
+                select(CertificateRecord).where(
+                    CertificateRecord.provider_reference == "HCP-7K3Q9M2T"
+                )
+            ).all()
+            assert reserved.status is CertificateStatus.RESERVED
+            result = revoke_provider_certificates(
+                other,
+                "HCP-7K3Q9M2T",
+                x509.ReasonFlags.cessation_of_operation,
+                actor="system",
+                now=revoked_at,
+            )
+            assert [r.serial_number for r in result.revocations] == [reserved.serial_number]
+        return sign(builder, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "sign_reserved_certificate", revoke_then_sign)
+    with sessions() as session:
+        record, certificate = _issue(
+            session, signer, config, provider_reference="HCP-7K3Q9M2T", service_location_id=3
+        )
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        assert (record.status, record.certificate_der, record.issued_at) == (
+            CertificateStatus.REVOKED,
+            der,
+            START,
+        )
+    with sessions() as session:
+        stored = session.scalars(
+            select(CertificateRecord).where(CertificateRecord.id == record.id)
+        ).one()
+        assert stored.status is CertificateStatus.REVOKED
+        assert stored.certificate_der == der
+        assert stored.serial_number == format(certificate.serial_number, "040x")
+        assert [e.serial_number for e in crl_entries(session, signer.authority.id)] == [
+            certificate.serial_number
+        ]
+        assert stale_reservations(session, before=START + dt.timedelta(days=1)) == []
+
+
+def test_issuance_before_the_issuer_starts_is_refused(db_signer: DbSigner) -> None:
+    """``now`` one second before the issuing CA's notBefore: the named request check
+    refuses, nothing is reserved or signed, and the refusal is audited."""
+    sessions, _keystore, config, signer = db_signer
+    issuer_start = signer.certificate.not_valid_before_utc
+    assert issuer_start == START
+    with sessions() as session:
+        with pytest.raises(CheckRefused) as info:
+            issue_certificate(
+                session,
+                signer,
+                configured_profiles(config)["client"],
+                subject=SUBJECT,
+                public_key=leaf_key().public_key(),
+                now=issuer_start - dt.timedelta(seconds=1),
+                config=config,
+                actor="HCP-7K3Q9M2T",
+            )
+        assert info.value.code == "certificate_request_refused"
+        assert info.value.check == "check_issuer_valid_at_start"
+        assert info.value.message == (
+            "request check check_issuer_valid_at_start failed: the issuer certificate is "
+            "not valid before 2026-11-29 09:00:00+00:00"
+        )
+        assert (
+            session.scalars(
+                select(CertificateRecord.id).where(CertificateRecord.profile == "client")
+            ).all()
+            == []
+        )
+    with sessions() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.event_type == "certificate.refused")
+        ).one()
+        assert event.actor == "HCP-7K3Q9M2T"
+        assert '"check":"check_issuer_valid_at_start"' in event.details
+
+
 # --------------------------------------------------------------------------- round trips
 
 

@@ -240,6 +240,10 @@ def test_validity_window_inside_issuer(
     issuer_end = issuer.certificate.not_valid_after_utc
     profile = client_profile(validity, policy_oid=POLICY_OID)
     start_utc = not_valid_before.astimezone(dt.UTC).replace(microsecond=0)
+    if start_utc < ISSUER_NOT_BEFORE:
+        with pytest.raises(ValueError, match="issuer certificate is not valid until"):
+            validity_window(profile, not_valid_before, issuer)
+        return
     if start_utc >= issuer_end:
         with pytest.raises(ValueError, match="expired"):
             validity_window(profile, not_valid_before, issuer)
@@ -279,6 +283,19 @@ def test_validity_window_refusals() -> None:
         validity_window(profile, issuer_end, issuer)
     with pytest.raises(ValueError, match="expired"):
         validity_window(profile, issuer_end + dt.timedelta(microseconds=999_999), issuer)
+    # Never before the issuer's notBefore (2024-01-01T00:00:00Z): one second early is
+    # refused, the same second (microseconds truncated) is the first valid start.
+    assert issuer.certificate.not_valid_before_utc == ISSUER_NOT_BEFORE
+    with pytest.raises(ValueError) as info:
+        validity_window(profile, ISSUER_NOT_BEFORE - dt.timedelta(seconds=1), issuer)
+    assert str(info.value) == (
+        "issuer certificate is not valid until 2024-01-01T00:00:00+00:00; cannot issue at "
+        "2023-12-31T23:59:59+00:00"
+    )
+    start, _ = validity_window(
+        profile, ISSUER_NOT_BEFORE + dt.timedelta(microseconds=999_999), issuer
+    )
+    assert start == ISSUER_NOT_BEFORE
 
 
 # --------------------------------------------------------------------------- subjects

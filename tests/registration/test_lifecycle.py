@@ -43,6 +43,7 @@ def test_transition_table() -> None:
         (S.APPROVED, Action.BECOME_EFFECTIVE): S.EFFECTIVE,
         (S.APPROVED, Action.LAPSE): S.LAPSED,
         (S.DOCUMENTS_REQUESTED, Action.LAPSE): S.LAPSED,
+        (S.EFFECTIVE, Action.LAPSE): S.LAPSED,
         (S.APPROVED, Action.WITHDRAW): S.WITHDRAWN,
         (S.EFFECTIVE, Action.WITHDRAW): S.WITHDRAWN,
     }

@@ -101,12 +101,21 @@ def test_every_transition_records_who_and_why(
 def test_final_states_and_system_actions() -> None:
     for state in FINAL:
         assert not [a for (s, a) in TRANSITIONS if s is state]
-    # Time rules only move approved or documents_requested applications; withdrawal
-    # only registered ones.
+    # Time rules: approved → effective; documents_requested, approved or effective →
+    # lapsed (an effective registration with nothing collected lapses at day 60);
+    # withdrawal only from registered states.
+    system_moves = {
+        (state, action): target
+        for (state, action), target in TRANSITIONS.items()
+        if action in SYSTEM_ACTIONS
+    }
+    assert system_moves == {
+        (S.APPROVED, Action.BECOME_EFFECTIVE): S.EFFECTIVE,
+        (S.APPROVED, Action.LAPSE): S.LAPSED,
+        (S.DOCUMENTS_REQUESTED, Action.LAPSE): S.LAPSED,
+        (S.EFFECTIVE, Action.LAPSE): S.LAPSED,
+    }
     for (state, action), target in TRANSITIONS.items():
-        if action in SYSTEM_ACTIONS:
-            assert state in (S.APPROVED, S.DOCUMENTS_REQUESTED)
-            assert target in (S.EFFECTIVE, S.LAPSED)
         if action is Action.WITHDRAW:
             assert state in REGISTERED and target is S.WITHDRAWN
     assert COLLECTABLE == REGISTERED == {S.APPROVED, S.EFFECTIVE}

@@ -1,7 +1,8 @@
 """The time rules with a frozen clock, run as ``ehrca tasks run`` runs them
-(``api.tasks.run_tasks``): effective 14 days after the acceptance email once a
-certificate is collected, lapse 60 days after a documents request, lapse 60 days
-after acceptance without a collected certificate (download codes then stop working).
+(``api.tasks.run_tasks``): effective 14 days after the acceptance email whether or not
+a certificate is collected, lapse 60 days after a documents request, lapse (from
+approved or effective) 60 days after acceptance without a collected certificate
+(download codes then stop working, the provider leaves the public registry).
 Each move is recorded with who (system) and why, and mailed in the application's
 language."""
 
@@ -53,10 +54,17 @@ def _at(clock: FrozenClock, moment: dt.datetime) -> None:
     clock.now = moment
 
 
-def test_effective_14_days_after_acceptance_once_a_certificate_is_collected(
+def _registry_total(client: TestClient, q: str) -> int:
+    response = client.get("/api/v1/registry", params={"q": q})
+    assert response.status_code == 200, response.text
+    total: int = response.json()["total"]
+    return total
+
+
+def test_effective_14_days_after_acceptance_whether_or_not_a_certificate_is_collected(
     client: TestClient, services: Services, clock: FrozenClock, samples: list[dict[str, Any]]
 ) -> None:
-    # Two approvals at START: one collects on day 3, the other only on day 20.
+    # Two approvals at START: one collects on day 3, the other nothing within 14 days.
     early, _early_token, early_codes = approved_application(client, services, samples[0])
     late, _late_token, late_codes = approved_application(client, services, samples[2])
     accepted = START
@@ -68,67 +76,87 @@ def test_effective_14_days_after_acceptance_once_a_certificate_is_collected(
         run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
     )
     assert _status(client, early)["status"] == "approved"
+    assert _status(client, late)["status"] == "approved"
 
     _at(clock, accepted + dt.timedelta(days=14))
-    assert run_jobs(services, JOB)[JOB].startswith("effective 1,")
-    review = _status(client, early)
-    assert review["status"] == "effective"
-    assert review["effective_at"] == "2026-12-13T09:00:00Z"
-    event = review["events"][-1]
-    assert (event["from_status"], event["to_status"], event["actor"]) == (
-        "approved",
-        "effective",
-        "system",
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 2, lapsed (documents) 0, lapsed (uncollected) 0"
     )
-    assert event["reason"] == (
-        "14 days after the acceptance email of 2026-11-29, first certificate collected on "
-        "2026-12-02"
-    )
+    for reference in (early, late):
+        review = _status(client, reference)
+        assert review["status"] == "effective"
+        assert review["effective_at"] == "2026-12-13T09:00:00Z"
+        event = review["events"][-1]
+        assert (event["from_status"], event["to_status"], event["actor"], event["reason"]) == (
+            "approved",
+            "effective",
+            "system",
+            "14 days after the acceptance email of 2026-11-29",
+        )
     mail = mail_to(services, early, "registration_effective")  # zh-Hant
     assert mail.subject == f"電子健康紀錄登記 {early} 已生效"
     assert "已於 2026-12-13 生效" in mail.body and mail.sent_at is not None
-    # Not collected yet: stays approved.
-    assert _status(client, late)["status"] == "approved"
+    mail = mail_to(services, late, "registration_effective")  # zh-Hans
+    assert mail.subject == f"电子健康记录登记 {late} 已生效"
+    assert "已于 2026-12-13 生效" in mail.body and mail.sent_at is not None
 
     # Idempotent: a second run moves nothing and sends nothing.
     before = len(outbox(services))
-    assert run_jobs(services, JOB)[JOB].startswith("effective 0,")
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
+    )
     assert len(outbox(services)) == before
 
-    # Collected on day 20: effective from then (the later of the two moments).
+    # An effective registration still collects (day 20); its effective_at stays.
     _at(clock, accepted + dt.timedelta(days=20, hours=3))
     collect_with_csr(client, late, relogin(client, late), 1, late_codes[1], make_csr()[1])
     clock.advance(minutes=5)
-    run_jobs(services, JOB)
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
+    )
     review = _status(client, late)
-    assert review["status"] == "effective"
-    assert review["effective_at"] == "2026-12-19T12:00:00Z"
-    mail = mail_to(services, late, "registration_effective")  # zh-Hans
-    assert mail.subject == f"电子健康记录登记 {late} 已生效"
-    # Effective registrations stay effective when the collection deadline passes.
+    assert (review["status"], review["effective_at"]) == ("effective", "2026-12-13T09:00:00Z")
+    # With a certificate collected, the collection deadline passes without effect.
     _at(clock, accepted + dt.timedelta(days=61))
     assert (
         run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
     )
     assert _status(client, early)["status"] == "effective"
+    assert _status(client, late)["status"] == "effective"
 
 
-def test_lapse_when_no_certificate_is_collected_within_60_days(
+def test_an_effective_registration_lapses_when_nothing_is_collected_within_60_days(
     client: TestClient, services: Services, clock: FrozenClock, samples: list[dict[str, Any]]
 ) -> None:
     reference, _token, codes = approved_application(client, services, samples[1])  # English
+    # The job first runs on day 30: effective as of day 14 (the deadline, not the run).
+    _at(clock, START + dt.timedelta(days=30, hours=5))
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 1, lapsed (documents) 0, lapsed (uncollected) 0"
+    )
+    review = _status(client, reference)
+    assert (review["status"], review["effective_at"]) == ("effective", "2026-12-13T09:00:00Z")
+    effective_mail = mail_to(services, reference, "registration_effective")
+    assert effective_mail.subject == f"eHR registration {reference} is now effective"
+    assert "accepted on 2026-11-29, took effect on\n2026-12-13." in effective_mail.body
+    assert _registry_total(client, "harbour") == 1
+
     _at(clock, START + dt.timedelta(days=60) - SECOND)
-    run_jobs(services, JOB)
-    assert _status(client, reference)["status"] == "approved"
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
+    )
+    assert _status(client, reference)["status"] == "effective"
 
     _at(clock, START + dt.timedelta(days=60))
-    summary = run_jobs(services, JOB)[JOB]
-    assert summary == "effective 0, lapsed (documents) 0, lapsed (uncollected) 1"
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 1"
+    )
     review = _status(client, reference)
     assert review["status"] == "lapsed"
+    assert review["effective_at"] == "2026-12-13T09:00:00Z"
     event = review["events"][-1]
     assert (event["from_status"], event["to_status"], event["actor"]) == (
-        "approved",
+        "effective",
         "lapsed",
         "system",
     )
@@ -139,6 +167,8 @@ def test_lapse_when_no_certificate_is_collected_within_60_days(
     mail = mail_to(services, reference, "lapsed_uncollected")
     assert mail.subject == f"eHR registration {reference} has lapsed"
     assert "download codes no longer work" in mail.body
+    # A lapsed provider leaves the public registry.
+    assert _registry_total(client, "harbour") == 0
 
     # The download codes stop working: a clear 410, and the code is not burnt.
     response = client.post(
@@ -156,6 +186,33 @@ def test_lapse_when_no_certificate_is_collected_within_60_days(
         headers=bearer(rita),
     )
     assert revive.status_code == 409
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 0"
+    )
+
+
+def test_an_approved_application_first_seen_after_the_collection_deadline_lapses_directly(
+    client: TestClient, services: Services, clock: FrozenClock, samples: list[dict[str, Any]]
+) -> None:
+    """The job did not run between day 14 and day 60: nothing collected, so no
+    ``effective`` step (and no contradicting email) in the same run."""
+    reference, _token, _codes = approved_application(client, services, samples[0])
+    _at(clock, START + dt.timedelta(days=60))
+    assert (
+        run_jobs(services, JOB)[JOB] == "effective 0, lapsed (documents) 0, lapsed (uncollected) 1"
+    )
+    review = _status(client, reference)
+    assert (review["status"], review["effective_at"]) == ("lapsed", None)
+    event = review["events"][-1]
+    assert (event["from_status"], event["to_status"], event["actor"]) == (
+        "approved",
+        "lapsed",
+        "system",
+    )
+    assert outbox(services, template="registration_effective") == []
+    assert mail_to(services, reference, "lapsed_uncollected").subject == (
+        f"電子健康紀錄登記 {reference} 已失效"
+    )
 
 
 def test_lapse_when_requested_documents_are_not_supplied_within_60_days(
