@@ -584,7 +584,14 @@ def reinvite_user_admin(
 def _refuse_attempt(
     session: Session, row: ActivationCode, error: StaffError, *, now: dt.datetime
 ) -> StaffError:
-    row.failed_attempts += 1
+    # Increment in the database, not in Python: concurrent wrong guesses must each count
+    # towards MAX_ACTIVATION_ATTEMPTS (a read-modify-write would let some go uncounted).
+    attempts = session.execute(
+        update(ActivationCode)
+        .where(ActivationCode.id == row.id)
+        .values(failed_attempts=ActivationCode.failed_attempts + 1)
+        .returning(ActivationCode.failed_attempts)
+    ).scalar_one()
     record_event(
         session,
         "person.activation_failed",
@@ -594,7 +601,7 @@ def _refuse_attempt(
         details={
             "activation_code_id": row.id,
             "reason": error.code,
-            "attempts": row.failed_attempts,
+            "attempts": attempts,
         },
     )
     session.commit()
