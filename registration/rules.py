@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Literal, get_args
 
 #: Provider types (DESIGN.md, Domain) and the supporting documents each must upload.
 REQUIRED_DOCUMENTS: dict[str, tuple[str, ...]] = {
@@ -23,14 +24,26 @@ REQUIRED_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "pharmacy": ("business_registration_certificate", "pharmacy_licence"),
     "other": ("business_registration_certificate",),
 }
-PROVIDER_TYPES = tuple(REQUIRED_DOCUMENTS)
+ProviderType = Literal[
+    "private_hospital",
+    "non_private_hospital",
+    "medical_group",
+    "solo_practice",
+    "nursing_home",
+    "laboratory",
+    "pharmacy",
+    "other",
+]
+PROVIDER_TYPES: tuple[str, ...] = get_args(ProviderType)
+if set(PROVIDER_TYPES) != set(REQUIRED_DOCUMENTS):  # pragma: no cover - a data error
+    raise RuntimeError("every provider type needs its row in REQUIRED_DOCUMENTS")
 #: Every document kind an applicant may upload (required ones plus supplementary).
 DOCUMENT_KINDS = tuple(
     sorted({k for kinds in REQUIRED_DOCUMENTS.values() for k in kinds} | {"other"})
 )
 
 #: Hong Kong's 18 districts (District Councils Ordinance, Cap. 547, Schedule 1).
-DISTRICTS = (
+District = Literal[
     "Central and Western",
     "Wan Chai",
     "Eastern",
@@ -49,8 +62,11 @@ DISTRICTS = (
     "Sha Tin",
     "Sai Kung",
     "Islands",
-)
-LANGUAGES = ("en", "zh-Hant", "zh-Hans")
+]
+DISTRICTS: tuple[str, ...] = get_args(District)
+#: Mail and preferred languages (BCP 47 tags).
+Language = Literal["en", "zh-Hant", "zh-Hans"]
+LANGUAGES: tuple[str, ...] = get_args(Language)
 
 #: Time rules (DESIGN.md, Domain), applied by ``registration.tasks``: a registration
 #: takes effect this long after the acceptance email (whether or not a certificate has
@@ -62,7 +78,8 @@ DOCUMENTS_DEADLINE = dt.timedelta(days=60)
 #: An approved or effective registration that has collected no certificate this long
 #: after the acceptance email lapses (its download codes stop working).
 COLLECTION_DEADLINE = dt.timedelta(days=60)
-OPENING_STATUSES = ("open", "opening_soon", "temporarily_closed")
+OpeningStatus = Literal["open", "opening_soon", "temporarily_closed"]
+OPENING_STATUSES: tuple[str, ...] = get_args(OpeningStatus)
 
 # re.ASCII: without it \d also matches full-width and other Unicode digits.
 _BRN = re.compile(r"^\d{8}$", re.ASCII)

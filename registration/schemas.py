@@ -30,37 +30,10 @@ Text255 = Annotated[
 Phone = Annotated[str, AfterValidator(rules.check_phone)]
 #: An RFC 3339 date-time with an offset, as UTC (years 1-9999).
 UTCDateTime = Annotated[AwareDatetime, AfterValidator(rules.check_utc)]
-ProviderType = Literal[
-    "private_hospital",
-    "non_private_hospital",
-    "medical_group",
-    "solo_practice",
-    "nursing_home",
-    "laboratory",
-    "pharmacy",
-    "other",
-]
-Language = Literal["en", "zh-Hant", "zh-Hans"]
-District = Literal[
-    "Central and Western",
-    "Wan Chai",
-    "Eastern",
-    "Southern",
-    "Yau Tsim Mong",
-    "Sham Shui Po",
-    "Kowloon City",
-    "Wong Tai Sin",
-    "Kwun Tong",
-    "Kwai Tsing",
-    "Tsuen Wan",
-    "Tuen Mun",
-    "Yuen Long",
-    "North",
-    "Tai Po",
-    "Sha Tin",
-    "Sai Kung",
-    "Islands",
-]
+ProviderType = rules.ProviderType
+Language = rules.Language
+District = rules.District
+OpeningStatus = rules.OpeningStatus
 
 
 class Strict(BaseModel):
@@ -111,7 +84,7 @@ class ServiceLocationIn(Strict):
     address: Text255
     district: District
     phone: Phone
-    opening_status: Literal["open", "opening_soon", "temporarily_closed"] = "open"
+    opening_status: OpeningStatus = "open"
 
 
 class DecisionIn(Strict):
