@@ -22,26 +22,33 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One measured figure."""
+    """One measured figure; ``median``/``min``/``max`` are ``None`` when it could not be
+    measured here, and ``note`` then says why (it may also qualify a measured figure)."""
 
     id: str
-    median: float
-    min: float
-    max: float
+    median: float | None
+    min: float | None
+    max: float | None
     unit: str
     command: str
+    note: str | None = None
 
 
-def summarise(id_: str, samples: list[float], unit: str, command: str) -> Figure:
+def summarise(
+    id_: str, samples: list[float], unit: str, command: str, note: str | None = None
+) -> Figure:
     """A :class:`Figure` from raw samples (at least one)."""
     if not samples:
         raise ValueError(f"{id_}: no samples")
-    return Figure(id_, statistics.median(samples), min(samples), max(samples), unit, command)
+    return Figure(id_, statistics.median(samples), min(samples), max(samples), unit, command, note)
 
 
-def rate(
-    fn: Callable[[], object], *, seconds: float = 1.0, max_calls: int = 1_000_000
-) -> float:
+def unavailable(id_: str, unit: str, command: str, reason: str) -> Figure:
+    """A figure that could not be measured on this machine, with the reason."""
+    return Figure(id_, None, None, None, unit, command, reason)
+
+
+def rate(fn: Callable[[], object], *, seconds: float = 1.0, max_calls: int = 1_000_000) -> float:
     """Calls of ``fn`` per second over about ``seconds`` (bounded by ``max_calls``)."""
     calls = 0
     start = time.perf_counter()
@@ -64,29 +71,62 @@ def this_command() -> str:
     return " ".join([".venv/bin/python", *[os.path.relpath(sys.argv[0]), *sys.argv[1:]]])
 
 
+def results_dir() -> Path:
+    """Where results go: ``EHRCA_BENCH_RESULTS`` (the smoke test points it at a temporary
+    directory) or ``bench/results``."""
+    override = os.environ.get("EHRCA_BENCH_RESULTS")
+    return Path(override) if override else RESULTS
+
+
+def read_results() -> dict[str, dict[str, object]]:
+    """The figures in latest.json so far (``{}`` if there is none)."""
+    path = results_dir() / "latest.json"
+    if not path.exists():
+        return {}
+    data: dict[str, dict[str, object]] = json.loads(path.read_text())
+    return data
+
+
 def write_results(figures: list[Figure]) -> None:
     """Merge ``figures`` into latest.json and rewrite latest.md."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "latest.json"
-    data: dict[str, dict[str, object]] = json.loads(path.read_text()) if path.exists() else {}
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    data = read_results()
     for figure in figures:
         entry = asdict(figure)
         entry.pop("id")
+        if entry["note"] is None:
+            entry.pop("note")
         data[figure.id] = entry
-    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
-    lines = [
+    (directory / "latest.json").write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+    write_markdown(data)
+
+
+def write_markdown(data: dict[str, dict[str, object]], preamble: str = "") -> None:
+    """Rewrite latest.md from ``data`` (the table, then the notes of qualified figures)."""
+    lines = [preamble] if preamble else []
+    lines += [
         "| figure | median | min | max | unit | command |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
+    notes: list[str] = []
     for key, value in sorted(data.items()):
+        mark = ""
+        if value.get("note"):
+            notes.append(f"{len(notes) + 1}. `{key}`: {value['note']}")
+            mark = f" [{len(notes)}]"
         lines.append(
-            f"| `{key}` | {_fmt(value['median'])} | {_fmt(value['min'])} | {_fmt(value['max'])} "
-            f"| {value['unit']} | `{value['command']}` |"
+            f"| `{key}`{mark} | {_fmt(value['median'])} | {_fmt(value['min'])} "
+            f"| {_fmt(value['max'])} | {value['unit']} | `{value['command']}` |"
         )
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    (results_dir() / "latest.md").write_text("\n".join(lines) + "\n")
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return "n/a"
     if not isinstance(value, int | float):
         return str(value)
     if value >= 100:
@@ -99,4 +139,8 @@ def _fmt(value: object) -> str:
 def print_figures(figures: list[Figure]) -> None:
     """Print a plain table of ``figures``."""
     for f in figures:
-        print(f"{f.id:48s} median {_fmt(f.median):>12s}  min {_fmt(f.min):>12s}  max {_fmt(f.max):>12s}  {f.unit}")
+        print(
+            f"{f.id:48s} median {_fmt(f.median):>12s}  min {_fmt(f.min):>12s}  "
+            f"max {_fmt(f.max):>12s}  {f.unit}" + (f"  ({f.note})" if f.note else ""),
+            flush=True,
+        )
