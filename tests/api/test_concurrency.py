@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -20,19 +19,10 @@ from api.services import Services
 from ca.models import CertificateRecord, CertificateStatus
 from issuance.codes import claim_download_code, hash_download_code
 from issuance.models import DownloadCode
-from registration import passwords
 from tests.helpers import approved_application, bearer, make_csr
 
 PROBLEM_JSON = "application/problem+json"
 JOIN_TIMEOUT = 60.0
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with minimal cost (the race, not the hash parameters, is under test)."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
 
 
 def _race(

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from argon2 import PasswordHasher
 from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from cryptography import x509
@@ -30,7 +28,6 @@ from api.services import Services
 from ca.models import CertificateRecord, CertificateStatus
 from issuance.codes import generate_download_code, hash_download_code
 from issuance.models import DownloadCode
-from registration import passwords
 from tests.conftest import START, FrozenClock
 from tests.helpers import (
     APPLICANT_PASSWORD,
@@ -51,15 +48,6 @@ PROBLEM_JSON = "application/problem+json"
 MIB = 1024 * 1024
 #: What the upload route allows around the file for multipart framing (api.app).
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with minimal cost: these tests log in dozens of times, and what they
-    check is the HTTP refusals, not the hash parameters (registration.passwords)."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,7 +56,6 @@ from api.services import Services
 from api.tls import SSLContextHolder, build_uvicorn_server
 from ca.models import CARole, CertificateRecord, CertificateStatus
 from ca.service import get_authority
-from registration import passwords
 from tests.conftest import FrozenClock
 from tests.helpers import (
     APPLICANT_PASSWORD,
@@ -79,15 +77,6 @@ WHOAMI_KEYS = {
     "subject",
     "not_valid_after",
 }
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with minimal cost for this module's logins (not what is tested here;
-    the production parameters cost about 0.2 s of CPU per hash and verification)."""
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 @pytest.fixture

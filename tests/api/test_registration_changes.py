@@ -30,15 +30,12 @@ from tests.helpers import (
     officer_token,
     openssl_verify,
 )
-from tests.registration.flow import (  # noqa: F401 - fast_passwords is a fixture
+from tests.registration.flow import (
     code_in,
     collected_application,
-    fast_passwords,
     mail_to,
     run_jobs,
 )
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 NEW_LOCATION = {
     "name_en": "Yuen Long Clinic",

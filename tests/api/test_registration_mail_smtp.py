@@ -33,14 +33,11 @@ from api.settings import Settings
 from issuance.mail import SmtpMailer, build_message, deliver_pending, enqueue_mail
 from tests.conftest import TEST_PASSPHRASE
 from tests.helpers import officer_token, submitted_application
-from tests.registration.flow import (  # noqa: F401 - fast_passwords is a fixture
+from tests.registration.flow import (
     decide,
-    fast_passwords,
     outbox,
     run_jobs,
 )
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 SMTP_USER = "ehrca-relay"
 SMTP_PASSWORD = "s3cret:p@ss/word%"

@@ -7,21 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.services import Services
 from registration.rules import check_hkid
 from tests.conftest import FrozenClock
 from tests.helpers import approved_application, bearer, create_application, submitted_application
-from tests.registration.flow import (  # noqa: F401 - fast_passwords is a fixture
+from tests.registration.flow import (
     collected_application,
-    fast_passwords,
     relogin,
     run_jobs,
 )
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def _registry(client: TestClient, **params: Any) -> dict[str, Any]:

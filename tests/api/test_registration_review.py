@@ -6,19 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.services import Services
 from tests.conftest import START, FrozenClock
 from tests.helpers import bearer, create_application, officer_token, submitted_application
-from tests.registration.flow import (  # noqa: F401 - fast_passwords is a fixture
+from tests.registration.flow import (
     decide,
-    fast_passwords,
     mail_to,
 )
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def test_queue_filters_and_pagination(

@@ -9,7 +9,6 @@ import copy
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
@@ -30,9 +29,6 @@ from tests.helpers import (
     outbox_messages,
     submitted_application,
 )
-from tests.registration.flow import fast_passwords  # noqa: F401 - a fixture
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def _problem(response: Any, status: int, code: str) -> dict[str, Any]:

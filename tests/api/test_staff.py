@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.routes.staff import load_identity_secret
 from api.services import Services
-from registration import passwords
 from registration.models import Application, ApplicationStatus
 from registration.professions import PROFESSIONS
 from registration.staff import StaffContext
@@ -36,15 +34,6 @@ from tests.helpers import (
 ADMIN_PASSWORD = "user-admin-password-2026"
 STAFF_PASSWORD = "professional-password-2026"
 CODE = re.compile(r"(?:Activation code|啟用碼|启用码)：?:? *([0-9A-Z-]{24})")
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with small parameters, so the many logins here stay fast (the
-    production parameters are argon2-cffi's defaults, see registration.passwords)."""
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-    )
 
 
 def hkid(prefix: str, digits: str) -> str:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from api.services import Services
-from registration import passwords
 from tests.conftest import FrozenClock
 from tests.helpers import (
     APPLICANT_PASSWORD,
@@ -26,14 +23,6 @@ REQUEST = {
     "subject": "證書安裝問題",
     "message": "The PKCS#12 file does not open on our Windows 7 reception PC.\nPlease advise.",
 }
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with small parameters: this module logs in after every clock move."""
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-    )
 
 
 def _problem(response: Any, status: int, code: str) -> dict[str, Any]:

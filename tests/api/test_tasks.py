@@ -18,4 +18,3 @@ def test_only_runs_the_named_task(services: Services) -> None:
     names = [task.name for task in TASKS]
     assert len(names) == len(set(names))
     assert "crl.refresh" in names and "mail.deliver" in names
-

@@ -21,7 +21,6 @@ from typing import Any
 import asn1crypto.x509
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -30,7 +29,6 @@ from api.services import Services
 from ca import service as ca_service
 from ca.models import CertificateRecord, CertificateStatus
 from ca.service import stale_reservations
-from registration import passwords
 from tests.helpers import (
     approved_application,
     bearer,
@@ -41,14 +39,6 @@ from tests.helpers import (
 )
 
 CODE = re.compile(r"[0-9A-Z]{4}(?:-[0-9A-Z]{4}){4}")
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at minimal cost (these tests log in several times)."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
 
 
 def _post(

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -46,7 +45,6 @@ from ca.profiles import (
     sign_certificate,
 )
 from issuance.pkcs12 import PKCS12Profile, serialize_pkcs12
-from registration import passwords
 from tests.helpers import approved_application, collect_with_csr, make_csr
 
 pytestmark = pytest.mark.interop
@@ -302,14 +300,6 @@ def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
-@pytest.fixture
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
-
-
-@pytest.mark.usefixtures("cheap_password_hashing")
 def test_pem_der_chain_and_p7c_downloads(
     client: TestClient, services: Services, samples: list[dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -26,7 +25,6 @@ from ca.audit import AuditEvent
 from ca.models import CertificateRecord
 from issuance.csr import check_csr, has_fermat_factorization, has_roca_fingerprint
 from issuance.errors import CSRKeyRejected
-from registration import passwords
 from tests.helpers import approved_application, bearer, collect_with_csr, make_csr, officer_token
 
 E = 65537
@@ -130,15 +128,6 @@ def _csr(key: Any, **extensions: x509.ExtensionType) -> bytes:
         builder = builder.add_extension(extension, critical=False)
     csr: x509.CertificateSigningRequest = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at minimal cost: these tests log in several times and check issuance,
-    not the password hash parameters (registration.passwords)."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
 
 
 # --------------------------------------------------------------------------- ROCA, Fermat

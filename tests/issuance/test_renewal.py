@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
@@ -26,7 +25,6 @@ from api.tasks import run_tasks
 from ca.audit import AuditEvent
 from ca.models import CertificateRecord, CertificateStatus
 from issuance.models import ExpiryNotice
-from registration import passwords
 from revocation.models import Revocation
 from tests.conftest import START, FrozenClock
 from tests.helpers import (
@@ -42,14 +40,6 @@ from tests.helpers import (
 
 NOT_AFTER = START + dt.timedelta(days=730) - dt.timedelta(seconds=1)
 CODE = re.compile(r"[0-9A-Z]{4}(?:-[0-9A-Z]{4}){4}")
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at minimal cost (these tests log in several times)."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
 
 
 class Presented:

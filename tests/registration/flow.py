@@ -6,15 +6,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.services import Services
 from api.tasks import run_tasks
 from issuance.models import OutboxMail
-from registration import passwords
 from tests.helpers import (
     APPLICANT_PASSWORD,
     approved_application,
@@ -23,14 +20,6 @@ from tests.helpers import (
     login,
     make_csr,
 )
-
-
-@pytest.fixture
-def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at minimal cost (about 1 ms instead of 0.5 s a hash): these tests log in
-    often, and the production parameters are not what they test."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", cheap)
 
 
 def outbox(services: Services, *, template: str | None = None) -> list[OutboxMail]:

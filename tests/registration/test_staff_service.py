@@ -9,14 +9,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ca.audit import AuditEvent, verify_chain
 from db.session import create_db_engine, create_session_factory
 from issuance.models import OutboxMail
-from registration import passwords, rules, service, staff, support
+from registration import rules, service, staff, support
 from registration.accounts import Principal, authenticate, login
 from registration.errors import Forbidden, InvalidCredentials, NotAuthenticated
 from registration.models import Application, ApplicationStatus, UserAdmin
@@ -35,15 +34,6 @@ CTX = staff.StaffContext(identity_secret=SECRET, base_url="http://127.0.0.1:8000
 PASSWORD = "admin-password-2026"
 STAFF_PASSWORD = "doctor-password-2026"
 CODE = re.compile(r"(?:Activation code|啟用碼|启用码)：?:? *([0-9A-Z-]{24})")
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with small parameters, so the many logins here stay fast (the
-    production parameters are argon2-cffi's defaults, see registration.passwords)."""
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
-    )
 
 
 def hkid(prefix: str, digits: str) -> str:

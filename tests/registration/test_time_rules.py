@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -27,16 +26,13 @@ from tests.helpers import (
     officer_token,
     submitted_application,
 )
-from tests.registration.flow import (  # noqa: F401 - fast_passwords is a fixture
+from tests.registration.flow import (
     decide,
-    fast_passwords,
     mail_to,
     outbox,
     relogin,
     run_jobs,
 )
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 JOB = "registration.time_rules"
 SECOND = dt.timedelta(seconds=1)
