@@ -19,6 +19,7 @@ from api.services import Services
 from ca import lint
 from ca.models import CARole
 from ca.service import get_authority
+from registration.rules import REQUIRED_DOCUMENTS
 from revocation.service import latest_crl
 
 APPLICANT_PASSWORD = "clinic-password-2026"
@@ -28,17 +29,6 @@ PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8cfc0f01f0005000201a5b0d6a90000000049454e44ae426082"
 )
 
-REQUIRED = {
-    "solo_practice": (
-        "business_registration_certificate",
-        "professional_registration_of_person_in_charge",
-    ),
-    "medical_group": (
-        "business_registration_certificate",
-        "professional_registration_of_person_in_charge",
-    ),
-    "laboratory": ("business_registration_certificate", "laboratory_accreditation"),
-}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -89,7 +79,7 @@ def fill_steps(client: TestClient, reference: str, token: str, sample: dict[str,
     ):
         response = client.put(f"{base}/{path}", json=body, headers=bearer(token))
         assert response.status_code == 200, response.text
-    for i, kind in enumerate(REQUIRED[sample["provider"]["provider_type"]]):
+    for i, kind in enumerate(REQUIRED_DOCUMENTS[sample["provider"]["provider_type"]]):
         content = PDF.replace(b"Catalog", f"Catalog{i}".encode())
         response = client.post(
             f"{base}/documents",
