@@ -16,20 +16,40 @@ so revocations commit one at a time in id order (SQLite serialises writers anywa
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from revocation.models import Revocation
 
+#: Called with ``(issuer_id, serial_hex)`` for every revocation the cache learns of.
+RevocationListener = Callable[[int, str], None]
+
 
 class RevocationStatusCache:
-    """Thread-safe set of revoked certificates plus the revocation version."""
+    """Thread-safe set of revoked certificates plus the revocation version.
+
+    Listeners added with :meth:`add_listener` (the OCSP response cache, the worker
+    notification bus) are called once for each revocation newly learned, by
+    :meth:`mark_revoked` or :meth:`refresh`, after the set is updated and outside the
+    lock; an exception in a listener propagates to the caller.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._revoked: set[tuple[int, str]] = set()
         self._version = 0
+        self._listeners: list[RevocationListener] = []
+
+    def add_listener(self, listener: RevocationListener) -> None:
+        """Call ``listener(issuer_id, serial_hex)`` for each revocation learned from now on."""
+        self._listeners.append(listener)
+
+    def _notify(self, learned: list[tuple[int, str]]) -> None:
+        for issuer_id, serial_hex in learned:
+            for listener in self._listeners:
+                listener(issuer_id, serial_hex)
 
     @property
     def version(self) -> int:
@@ -43,16 +63,23 @@ class RevocationStatusCache:
             .where(Revocation.id > self._version)
             .order_by(Revocation.id)
         ).all()
+        learned: list[tuple[int, str]] = []
         with self._lock:
             for row_id, issuer_id, serial in rows:
-                self._revoked.add((issuer_id, serial))
+                if (issuer_id, serial) not in self._revoked:
+                    self._revoked.add((issuer_id, serial))
+                    learned.append((issuer_id, serial))
                 self._version = max(self._version, row_id)
+        self._notify(learned)
         return len(rows)
 
     def mark_revoked(self, issuer_id: int, serial_hex: str) -> None:
         """Record a revocation this process has just committed."""
         with self._lock:
+            new = (issuer_id, serial_hex) not in self._revoked
             self._revoked.add((issuer_id, serial_hex))
+        if new:
+            self._notify([(issuer_id, serial_hex)])
 
     def is_revoked(self, issuer_id: int, serial_hex: str) -> bool:
         """True if the certificate is known to be revoked."""

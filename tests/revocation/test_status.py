@@ -109,3 +109,14 @@ def test_cache_starts_empty_and_loads_everything(services: Services, clock: Froz
     with services.sessions() as session:
         assert cache.refresh(session) == 1
     assert cache.is_revoked(issued.record.issuer_id, issued.serial_hex)
+
+
+def test_listeners_hear_each_revocation_once(services: Services, clock: FrozenClock) -> None:
+    """mark_revoked and refresh call listeners only for revocations new to the cache."""
+    heard: list[tuple[int, str]] = []
+    services.revocation_status.add_listener(
+        lambda issuer_id, serial: heard.append((issuer_id, serial))
+    )
+    services.revocation_status.mark_revoked(7, "0a")
+    services.revocation_status.mark_revoked(7, "0a")
+    assert heard == [(7, "0a")]
