@@ -111,7 +111,7 @@ class _TooLarge(StarletteHTTPException):
 
 def create_app(services: Services) -> FastAPI:
     """The HTTP API (applicants, officers, public PKI) over ``services``."""
-    app = FastAPI(
+    app = ocsp.OCSPFastPathApp(  # FastAPI, with the OCSP cache hits answered first
         title="ehrca",
         version="0.1.0",
         summary="Certificate authority and registration for the eHR secure connection",

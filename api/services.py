@@ -24,6 +24,7 @@ from db.session import create_db_engine, create_session_factory
 from issuance.mail import MaildirMailer, Mailer, SmtpMailer, deliver_pending
 from issuance.service import IssuanceContext
 from registration.service import ApprovalContext, DocumentLimits
+from revocation.ocsp_cache import OCSPMemoryCache
 from revocation.responder import OCSPPolicy
 from revocation.service import CRLPolicy, RevocationContext, publish_crls_with_policy
 from revocation.status import RevocationStatusCache
@@ -38,6 +39,8 @@ class Services:
     Attributes:
         crl_listeners: callables run after a CRL is published (the mTLS listener
             registers one that swaps in a fresh SSL context).
+        ocsp_cache: pre-signed OCSP responses in memory, evicted on every revocation
+            :attr:`revocation_status` learns of (``revocation.ocsp_cache``).
     """
 
     settings: Settings
@@ -50,6 +53,10 @@ class Services:
     revocation_status: RevocationStatusCache
     clock: Clock = utc_now
     crl_listeners: list[Callable[[], None]] = field(default_factory=list)
+    ocsp_cache: OCSPMemoryCache = field(default_factory=OCSPMemoryCache)
+
+    def __post_init__(self) -> None:
+        self.ocsp_cache.follow(self.revocation_status)
 
     @property
     def approval(self) -> ApprovalContext:

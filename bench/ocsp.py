@@ -8,10 +8,19 @@ replays the OCSP requests with ``wrk`` (``bench/replay.lua``), bounded by count 
 time; only 200 answers of type ``application/ocsp-response`` count (checked on a
 sample with cryptography before the load).
 
+The first request per certificate fills the responder's in-process memory cache
+(``revocation.ocsp_cache``), so the load measures the fast path that answers cache hits
+before FastAPI (``api.routes.ocsp.OCSPFastPath``): what a responder serving a
+certificate population does between revocations.
+
 Figures: ``ocsp.presigned_per_s`` (GET and POST together: the median over GET and POST
-runs), ``ocsp.presigned_get_per_s``, ``ocsp.presigned_post_per_s``. When the service
-has no OCSP responder yet (no ``/pki/ocsp`` route), they are recorded as null with
-that reason.
+runs), ``ocsp.presigned_get_per_s``, ``ocsp.presigned_post_per_s``,
+``ocsp.presigned_server_cpu_ms`` (server CPU per response). The baseline, in the same
+run and with the same wrk load: ``ocsp.bare_http_per_s``, a bare ASGI app on uvicorn
+configured as ``ehrca serve`` configures it (asyncio loop, httptools, access log on),
+sending a fixed body of the same size: the ceiling of any Python responder here. When
+the service has no OCSP responder yet (no ``/pki/ocsp`` route), the figures are recorded
+as null with that reason.
 
 Run: ``.venv/bin/python bench/ocsp.py`` (about 1 minute).
 """
@@ -19,13 +28,18 @@ Run: ``.venv/bin/python bench/ocsp.py`` (about 1 minute).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,17 +50,21 @@ from cryptography.x509 import ocsp
 
 from bench.common import Figure, print_figures, summarise, this_command, unavailable, write_results
 from bench.service import (
+    HOST,
+    READY_TIMEOUT,
     Instance,
     Request,
     Unavailable,
     collect_requests,
     database,
+    free_port,
     init_instance,
     make_csrs,
     process_tree_cpu_seconds,
     provision,
     run_wrk,
     serving,
+    stop,
     write_requests,
 )
 
@@ -54,7 +72,81 @@ IDS = (
     ("ocsp.presigned_per_s", "responses/s"),
     ("ocsp.presigned_get_per_s", "responses/s"),
     ("ocsp.presigned_post_per_s", "responses/s"),
+    ("ocsp.presigned_server_cpu_ms", "server CPU ms/response"),
+    ("ocsp.bare_http_per_s", "responses/s"),
 )
+
+
+def bare_server(port: int, size: int) -> None:
+    """Serve a bare ASGI app on 127.0.0.1:``port`` as ``ehrca serve`` runs uvicorn
+    (``asyncio.run``, default http implementation, ``log_level="info"``, so the access
+    log is on): every request answered 200 with ``size`` octets of
+    ``application/ocsp-response`` and ``no-store``."""
+    import uvicorn
+
+    body = b"\x00" * size
+    headers = [
+        (b"content-length", str(size).encode()),
+        (b"content-type", b"application/ocsp-response"),
+        (b"cache-control", b"no-store"),
+    ]
+
+    async def app(
+        scope: dict[str, object],
+        receive: Callable[[], Awaitable[object]],
+        send: Callable[[dict[str, object]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, host=HOST, port=port, log_level="info", proxy_headers=False)
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+def _measure_bare(
+    directory: Path, size: int, requests_file: Path, runs: int, seconds: float
+) -> tuple[list[float], list[float]]:
+    """Rates and server CPU ms per response of :func:`bare_server` under the same load."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--bare-server", str(port), "--bare-size", str(size)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(base_url + "/", timeout=2) as r:  # noqa: S310
+                    r.read()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare uvicorn server did not start") from None
+                time.sleep(0.1)
+        run_wrk(base_url, requests_file, expected_status=200, seconds=1.0, connections=32)
+        rates: list[float] = []
+        cpu_ms: list[float] = []
+        for _ in range(runs):
+            cpu_before = process_tree_cpu_seconds(process.pid)
+            result = run_wrk(
+                base_url, requests_file, expected_status=200, seconds=seconds, connections=32
+            )
+            rates.append(result.ok_per_s)
+            cpu_ms.append(
+                1000 * (process_tree_cpu_seconds(process.pid) - cpu_before) / max(result.ok, 1)
+            )
+            print(
+                f"  bare uvicorn GET: {result.ok_per_s:.0f}/s "
+                f"server CPU {cpu_ms[-1]:.3f} ms/response",
+                flush=True,
+            )
+        return rates, cpu_ms
+    finally:
+        stop(process)
 
 
 def _issuer_name(instance: Instance) -> tuple[str, x509.Certificate]:
@@ -153,6 +245,7 @@ def measure(runs: int, seconds: float, certificates: int, count: int) -> list[Fi
                         for i in range(count)
                     ],
                 )
+                size = len(data)
                 results: dict[str, list[float]] = {"get": [], "post": []}
                 cpu_ms: list[float] = []
                 for method, path in (("get", get_file), ("post", post_file)):
@@ -180,14 +273,19 @@ def measure(runs: int, seconds: float, certificates: int, count: int) -> list[Fi
                             f"(failed {result.bad}, last {result.last_bad_status})",
                             flush=True,
                         )
+            bare, bare_cpu_ms = _measure_bare(directory, size, get_file, runs, seconds)
     note = "ehrca serve --workers 1, wrk 32 connections"
+    both = results["get"] + results["post"]
+    ratio = statistics.median(both) / statistics.median(bare)
+    cpu_ratio = statistics.median(cpu_ms) / statistics.median(bare_cpu_ms)
     return [
         summarise(
             "ocsp.presigned_per_s",
-            results["get"] + results["post"],
+            both,
             "responses/s",
             command,
-            note + "; GET and POST runs together",
+            note + f"; GET and POST runs together; {ratio:.0%} of ocsp.bare_http_per_s "
+            f"(server CPU per response {cpu_ratio:.2f}x the bare app's)",
         ),
         summarise("ocsp.presigned_get_per_s", results["get"], "responses/s", command, note),
         summarise("ocsp.presigned_post_per_s", results["post"], "responses/s", command, note),
@@ -198,6 +296,15 @@ def measure(runs: int, seconds: float, certificates: int, count: int) -> list[Fi
             command,
             "user+system CPU of ehrca serve per OCSP response (GET and POST runs)",
         ),
+        summarise(
+            "ocsp.bare_http_per_s",
+            bare,
+            "responses/s",
+            command,
+            "baseline: a bare ASGI app on uvicorn as ehrca serve runs it, same wrk load "
+            f"(GET file), {size}-octet body; server CPU "
+            f"{statistics.median(bare_cpu_ms):.3f} ms/response",
+        ),
     ]
 
 
@@ -206,8 +313,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--certificates", type=int, default=50)
-    parser.add_argument("--count", type=int, default=30_000, help="requests per run")
+    parser.add_argument("--count", type=int, default=60_000, help="requests per run")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-size", type=int, default=1000, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server, args.bare_size)
+        return
     try:
         figures = measure(args.runs, args.seconds, args.certificates, args.count)
     except Unavailable as exc:

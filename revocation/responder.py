@@ -23,6 +23,14 @@ Pre-signed responses
     Requests with a nonce get a freshly signed response echoing it; ``unknown`` answers
     are signed per request and never stored.
 
+In-memory layer
+    Every answer of the stored kind carries :attr:`OCSPAnswer.cacheable_until` (the
+    instant from which :func:`_cached` would refuse it) and its certificate, so the web
+    layer can keep it in :class:`revocation.ocsp_cache.OCSPMemoryCache` and serve it
+    without this module until then, or until a revocation evicts it (the rules are in
+    that module). The database stays the source of truth: a miss, an eviction or a
+    restart only costs one query here.
+
 A response's nextUpdate is at most ``response_validity`` after thisUpdate and never
 after the responder certificate's notAfter (so a cached response never outlives the
 certificate that verifies it).
@@ -31,6 +39,7 @@ certificate that verifies it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -129,6 +138,13 @@ class OCSPAnswer:
         cert_status: for successful responses.
         from_cache: the pre-signed response was served.
         nonce: the response echoes the request's nonce (it must not be cached).
+        cacheable_until: for the pre-signed kind of response only (nonce-free, SHA-1
+            CertID, ``good`` or ``revoked``): the instant from which the database would
+            no longer serve it (half its validity left, see :func:`_cached`); an
+            in-memory cache (:mod:`revocation.ocsp_cache`) may serve it until then.
+            ``None`` for every other answer.
+        issuer_id / serial_hex / cert_id: the certificate and CertID answered, set
+            with ``cacheable_until``.
     """
 
     der: bytes
@@ -138,6 +154,10 @@ class OCSPAnswer:
     next_update: dt.datetime | None = None
     from_cache: bool = False
     nonce: bool = False
+    cacheable_until: dt.datetime | None = None
+    issuer_id: int | None = None
+    serial_hex: str | None = None
+    cert_id: CertID | None = None
 
 
 def _unsuccessful(status: x509_ocsp.OCSPResponseStatus) -> OCSPAnswer:
@@ -541,7 +561,9 @@ def answer_request(
         assert known is not None
         cached = _cached(policy, known, now=now)
         if cached is not None:
-            return cached
+            return dataclasses.replace(
+                cached, issuer_id=authority.id, serial_hex=known.serial_hex, cert_id=parsed.cert_id
+            )
     responder, _ = ensure_responder(session, keystore, policy, authority, now=now)
     status = _status_of(known, policy, responder, now)
     der = sign_ocsp_response(
@@ -551,16 +573,27 @@ def answer_request(
         responder_key=responder.key,
         nonce=parsed.nonce,
     )
-    if storable:
-        assert known is not None
-        _store(session, authority.id, known.serial_hex, status, responder, der, stored=known.stored)
+    if not storable:
+        return OCSPAnswer(
+            der,
+            x509_ocsp.OCSPResponseStatus.SUCCESSFUL,
+            status.cert_status,
+            status.this_update,
+            status.next_update,
+            nonce=parsed.nonce is not None,
+        )
+    assert known is not None and status.next_update is not None
+    _store(session, authority.id, known.serial_hex, status, responder, der, stored=known.stored)
     return OCSPAnswer(
         der,
         x509_ocsp.OCSPResponseStatus.SUCCESSFUL,
         status.cert_status,
         status.this_update,
         status.next_update,
-        nonce=parsed.nonce is not None,
+        cacheable_until=status.next_update - policy.response_validity / 2,
+        issuer_id=authority.id,
+        serial_hex=known.serial_hex,
+        cert_id=parsed.cert_id,
     )
 
 
@@ -592,6 +625,7 @@ def _cached(policy: OCSPPolicy, known: _Known, *, now: dt.datetime) -> OCSPAnswe
         row.this_update,
         row.next_update,
         from_cache=True,
+        cacheable_until=row.next_update - policy.response_validity / 2,
     )
 
 
