@@ -23,7 +23,7 @@ extensions carry the reasonCode (absent for unspecified, 5.3.1) and invalidityDa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -40,6 +40,9 @@ _OID_CRL_NUMBER = bytes.fromhex("0603551d14")  # 2.5.29.20
 _OID_IDP = bytes.fromhex("0603551d1c")  # 2.5.29.28
 _BOOLEAN_TRUE = bytes.fromhex("0101ff")
 _VERSION_V2 = bytes.fromhex("020101")
+#: Longest DER header written here: tag, 0x84 and four length octets (X.690 8.1.3.5),
+#: enough for any CRL below 4 GiB.
+_MAX_HEADER = 6
 
 #: AlgorithmIdentifier DER per (key kind, hash): RFC 5758 3.2 (ECDSA, parameters
 #: absent) and RFC 4055 5 (RSA PKCS#1 v1.5, parameters NULL).
@@ -163,12 +166,13 @@ def signature_algorithm_der(key: PrivateKey) -> bytes:
     return _SIGNATURE_ALGORITHMS[(kind, signature_hash(key).name)]
 
 
-def _sign(key: PrivateKey, data: bytes) -> bytes:
+def _sign(key: PrivateKey, data: bytes | memoryview) -> bytes:
     algorithm = signature_hash(key)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(algorithm))
     assert isinstance(key, rsa.RSAPrivateKey)
-    return key.sign(data, padding.PKCS1v15(), algorithm)
+    # The RSA stub says bytes; the binding takes any buffer (as the EC one is typed).
+    return key.sign(data, padding.PKCS1v15(), algorithm)  # type: ignore[arg-type]
 
 
 def assemble_crl(
@@ -183,11 +187,19 @@ def assemble_crl(
 ) -> bytes:
     """Build and sign a full CRL (DER) from pre-encoded entries.
 
+    The CRL is written into one buffer: room for the (not yet known) length headers,
+    then the entries as they come, then crlExtensions; the headers are filled in once
+    the length is known, the TBSCertList is signed in place (no copy) and the
+    signature appended. Peak memory is about twice the CRL's size (the buffer and the
+    returned ``bytes``), however the entries are delivered.
+
     Args:
         issuer: the CA certificate; its subject bytes become the CRL issuer and its
             SKI the authorityKeyIdentifier.
         key: the CA's private key (EC or RSA; hash as ``ca.profiles.signature_hash``).
-        entries: DER entries from :func:`encode_crl_entry`, in the order to list them.
+        entries: DER entries from :func:`encode_crl_entry`, in the order to list them;
+            each item may also be several entries already concatenated (e.g. one
+            database fetch), consumed once, as it comes.
         issuing_distribution_point: for partitioned CRLs (RFC 5280 5.2.5, critical).
 
     Returns:
@@ -195,7 +207,7 @@ def assemble_crl(
 
     Raises:
         ValueError: CRL number not positive or above 20 octets, nextUpdate not after
-            thisUpdate, naive times.
+            thisUpdate, naive times, entries of 4 GiB or more.
     """
     if not 0 < crl_number < 2**159:
         raise ValueError("CRL number must be positive and at most 20 octets, RFC 5280 5.2.3")
@@ -212,8 +224,6 @@ def assemble_crl(
             _extension(_OID_IDP, issuing_distribution_point.public_bytes(), critical=True)
         )
     algorithm = signature_algorithm_der(key)
-    body: Sequence[bytes] = entries if isinstance(entries, list | tuple) else list(entries)
-    revoked_length = sum(map(len, body))
     head = b"".join(
         (
             _VERSION_V2,
@@ -224,14 +234,34 @@ def assemble_crl(
         )
     )
     tail = der_tlv(0xA0, _sequence(*extensions))
-    # One join for the whole TBSCertList: no intermediate copy of the entries.
+    # Layout: [room for CertificateList header, TBSCertList header, head and the
+    # revokedCertificates header] entries... tail algorithm signature. The headers are
+    # right-aligned against the entries once their lengths are known.
+    reserved = 3 * _MAX_HEADER + len(head)
+    buffer = bytearray(reserved)
+    for chunk in entries:
+        buffer += chunk
+    revoked_length = len(buffer) - reserved
+    if revoked_length >= 2**32 - 2**16:
+        raise ValueError("a CRL of 4 GiB or more is not supported; partition it")
+    buffer += tail
     revoked_header = der_header(0x30, revoked_length) if revoked_length else b""
     tbs_length = len(head) + len(revoked_header) + revoked_length + len(tail)
-    tbs = b"".join((der_header(0x30, tbs_length), head, revoked_header, *body, tail))
-    signature = der_tlv(0x03, b"\x00" + _sign(key, tbs))
-    return b"".join(
-        (der_header(0x30, len(tbs) + len(algorithm) + len(signature)), tbs, algorithm, signature)
-    )
+    tbs_header = der_header(0x30, tbs_length)
+    tbs_start = reserved - len(revoked_header) - len(head) - len(tbs_header)
+    buffer[tbs_start:reserved] = tbs_header + head + revoked_header
+    tbs_end = len(buffer)
+    with memoryview(buffer) as view, view[tbs_start:tbs_end] as tbs:
+        signature = der_tlv(0x03, b"\x00" + _sign(key, tbs))
+    buffer += algorithm
+    buffer += signature
+    outer_header = der_header(0x30, tbs_end - tbs_start + len(algorithm) + len(signature))
+    start = tbs_start - len(outer_header)
+    buffer[start:tbs_start] = outer_header
+    del buffer[:start]  # O(1) at the front of a bytearray
+    crl = bytes(buffer)
+    del buffer
+    return crl
 
 
 def issuer_name_der(issuer: x509.Certificate) -> bytes:

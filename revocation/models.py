@@ -27,6 +27,10 @@ class Revocation(Base):
     ``not_valid_after`` is the certificate's notAfter: the entry leaves the CRL once
     it is past (plus the ``keep_expired`` grace of :class:`revocation.service.CRLPolicy`).
     ``crl_shard`` is the certificate's CRL partition (``None``: not partitioned).
+    ``entry_der`` is the entry's DER as it appears on every CRL that lists it
+    (``revocation.crl_der.encode_crl_entry`` of serial, date, reason and invalidity
+    date), written with the row: publication concatenates these instead of encoding
+    each entry again.
 
     ``id`` grows with every revocation *in commit order* (revocations take the audit
     chain's head lock before their row is inserted, see ``revocation.service``), so
@@ -46,6 +50,7 @@ class Revocation(Base):
     revoked_by: Mapped[str] = mapped_column(String(128))
     not_valid_after: Mapped[dt.datetime]
     crl_shard: Mapped[int | None] = mapped_column(Integer)
+    entry_der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class PublishedCRL(Base):

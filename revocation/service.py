@@ -48,12 +48,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ca.audit import lock_chain, record_event
@@ -280,7 +283,8 @@ def _stage_revocation(
     scope: str,
 ) -> Revocation:
     """Stage the revocation of ``record`` (the caller holds the chain lock and commits):
-    the audit event, the ``revocations`` row, the certificate status, the key on the
+    the audit event, the ``revocations`` row (with its CRL entry's DER, see
+    :func:`revocation.crl_der.encode_crl_entry`), the certificate status, the key on the
     block list for keyCompromise, and the stored OCSP response dropped."""
     record_event(
         session,
@@ -295,16 +299,20 @@ def _stage_revocation(
             "scope": scope,
         },
     )
+    revocation_date = now.astimezone(dt.UTC).replace(microsecond=0)
     revocation = Revocation(
         certificate_id=record.id,
         issuer_id=record.issuer_id,
         serial_number=record.serial_number,
-        revocation_date=now.astimezone(dt.UTC).replace(microsecond=0),
+        revocation_date=revocation_date,
         revocation_reason=reason.value,
         invalidity_date=invalidity_date,
         revoked_by=actor,
         not_valid_after=record.not_valid_after,
         crl_shard=crl_shard_of(record),
+        entry_der=encode_crl_entry(
+            int(record.serial_number, 16), revocation_date, reason, invalidity_date
+        ),
     )
     record.status = CertificateStatus.REVOKED
     session.add(revocation)
@@ -684,6 +692,78 @@ def crl_entries(
     ]
 
 
+#: Rows per fetch when streaming stored CRL entries (about 0.5 MB of DER).
+ENTRY_BATCH = 10_000
+
+
+def crl_entry_query(
+    issuer_id: int, *, shard: int | None = None, expired_before: dt.datetime | None = None
+) -> Select[bytes]:
+    """The stored DER (``revocations.entry_der``) of the entries a CRL of ``issuer_id``
+    lists, in revocation order (``revocations.id``), as :func:`crl_entries` selects them.
+
+    Args:
+        shard: only those of this partition (``None``: all).
+        expired_before: leave out certificates whose notAfter is before this instant.
+    """
+    query = select(Revocation.entry_der).where(Revocation.issuer_id == issuer_id)
+    if shard is not None:
+        query = query.where(Revocation.crl_shard == shard)
+    if expired_before is not None:
+        query = query.where(Revocation.not_valid_after >= expired_before)
+    return query.order_by(Revocation.id)
+
+
+def stream_entry_der(
+    session: Session, query: Select[bytes], *, batch: int = ENTRY_BATCH
+) -> Iterator[bytes]:
+    """Run ``query`` (one ``LargeBinary`` column, e.g. :func:`crl_entry_query`) in the
+    session's transaction and yield its values concatenated ``batch`` rows at a time.
+
+    Never holds the whole result: on PostgreSQL (psycopg 3) through a server-side
+    cursor in binary format (text format would ship bytea as hex, twice the bytes);
+    on SQLite through the driver's cursor, which steps as it is fetched. Both skip
+    SQLAlchemy's per-row result processing (a :class:`~sqlalchemy.engine.Row` per
+    entry costs about as much as reading it); the statement and its parameters are
+    still compiled and bound by SQLAlchemy. Other dialects: SQLAlchemy's streaming
+    ``yield_per``.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    if (dialect.name, dialect.driver) not in {("postgresql", "psycopg"), ("sqlite", "pysqlite")}:
+        result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
+        for part in result.scalars().partitions():
+            yield b"".join(part)
+        return
+    compiled = query.compile(dialect=dialect)
+    params: dict[str, Any] = {}
+    for name, value in compiled.construct_params().items():
+        processor = compiled.binds[name].type.bind_processor(dialect)
+        params[name] = processor(value) if processor is not None else value
+    driver: Any = connection.connection.driver_connection
+    first = itemgetter(0)
+    if dialect.name == "postgresql":
+        # A server-side cursor: each FETCH brings ``batch`` rows, so the client holds
+        # one batch at a time by construction. (``Cursor.stream`` in chunked-rows
+        # mode read 1M rows about 0.25 s faster here, one query without FETCH round
+        # trips; what it buffers is up to libpq.)
+        name = f"ehrca_crl_entries_{secrets.token_hex(4)}"
+        with driver.cursor(name=name, binary=True) as cursor:
+            cursor.itersize = batch
+            cursor.execute(str(compiled), params)
+            while rows := cursor.fetchmany(batch):
+                yield b"".join(map(first, rows))
+        return
+    assert compiled.positiontup is not None  # pysqlite is qmark
+    cursor = driver.cursor()
+    try:
+        cursor.execute(str(compiled), [params[name] for name in compiled.positiontup])
+        while rows := cursor.fetchmany(batch):
+            yield b"".join(map(first, rows))
+    finally:
+        cursor.close()
+
+
 def _scope_filter(shard: int | None) -> object:
     return PublishedCRL.shard.is_(None) if shard is None else PublishedCRL.shard == shard
 
@@ -704,6 +784,10 @@ def publish_crl(
 
     thisUpdate = ``now``, nextUpdate = ``now + validity`` (both whole seconds); entries
     whose certificate's notAfter + ``keep_expired`` is before thisUpdate are left out.
+    The entries are listed in revocation order, each as the DER stored when it was
+    revoked (``revocations.entry_der``), streamed from the database straight into the
+    CRL (:func:`stream_entry_der`, :func:`revocation.crl_der.assemble_crl`): at a
+    million entries, well under 2 s and about twice the CRL's size in memory.
 
     Returns:
         The stored :class:`PublishedCRL` (``crl_number`` one above the issuer's last).
@@ -729,20 +813,18 @@ def publish_crl(
         this_update = now.astimezone(dt.UTC).replace(microsecond=0)
         next_update = this_update + validity
         if authority.role is CARole.ROOT:
-            entries: list[CRLEntry] = []  # revoked issuing CAs: none can be revoked yet
+            entries: Iterable[bytes] = ()  # revoked issuing CAs: none can be revoked yet
         else:
-            entries = crl_entries(
-                session, authority_id, shard=shard, expired_before=this_update - keep_expired
+            entries = stream_entry_der(
+                session,
+                crl_entry_query(
+                    authority_id, shard=shard, expired_before=this_update - keep_expired
+                ),
             )
         crl_der = assemble_crl(
             issuer,
             key,
-            [
-                encode_crl_entry(
-                    e.serial_number, e.revocation_date, e.revocation_reason, e.invalidity_date
-                )
-                for e in entries
-            ],
+            entries,
             crl_number=crl_number,
             this_update=this_update,
             next_update=next_update,

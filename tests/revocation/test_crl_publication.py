@@ -27,14 +27,20 @@ from api.settings import Settings
 from api.tasks import run_tasks
 from ca.models import CARole, CertificateAuthority
 from ca.service import get_authority, initialise_hierarchy
-from revocation.models import PublishedCRL
+from revocation.crl import build_crl, sign_crl
+from revocation.models import PublishedCRL, Revocation
 from revocation.service import (
     CRL_HISTORY,
+    crl_entries,
+    crl_entry_query,
     latest_crl,
     publish_all_crls,
     publish_crl,
     publish_crls_with_policy,
     revoke_and_publish,
+    revoke_certificate,
+    revoke_provider_certificates,
+    stream_entry_der,
 )
 from tests.conftest import START, TEST_PASSPHRASE, FrozenClock
 from tests.helpers import assert_lint_clean
@@ -481,3 +487,155 @@ def test_publish_all_crls_keeps_publishing_partitions_after_shards_are_lowered(
         ("ehrca-issuing-1", 3),
         ("ehrca-issuing-1", 4),
     ]
+
+
+# ----------------------------------------------------------------------------- stored entries
+
+
+def _builder_reference(
+    services: Services, row: PublishedCRL, *, shard: int | None = None, url: str | None = None
+) -> x509.CertificateRevocationList:
+    """cryptography's CertificateRevocationListBuilder over the same revocations (read
+    from their columns, not from ``entry_der``), same number and times."""
+    with services.sessions() as session:
+        entries = crl_entries(session, row.issuer_id, shard=shard, expired_before=row.this_update)
+        authority = session.get_one(CertificateAuthority, row.issuer_id)
+        issuer = x509.load_der_x509_certificate(authority.certificate_der)
+        key_ref = authority.key_ref
+    return sign_crl(
+        build_crl(
+            issuer,
+            entries,
+            crl_number=row.crl_number,
+            this_update=row.this_update,
+            next_update=row.next_update,
+            distribution_point=url,
+        ),
+        services.keystore.load_key(key_ref),
+    )
+
+
+def test_crl_from_stored_entries_matches_cryptography_builder(
+    services: Services, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """publish_crl concatenates the entry DER stored at revocation time; its TBSCertList
+    is byte for byte the one cryptography's builder makes from the same revocations, in
+    the same (revocation) order, with every reason and with and without invalidityDate;
+    pkilint and ``openssl crl -verify`` accept it."""
+    issued = [issue_client(services, location_id=n, number=n) for n in range(1, 8)]
+    issued += [issue_client(services, reference="HCP-BULK0009", location_id=n) for n in (8, 9)]
+    cases = [
+        (x509.ReasonFlags.key_compromise, clock() - dt.timedelta(days=3, microseconds=5)),
+        (x509.ReasonFlags.unspecified, None),
+        (x509.ReasonFlags.superseded, None),
+        (x509.ReasonFlags.cessation_of_operation, clock() - dt.timedelta(hours=1)),
+        (x509.ReasonFlags.affiliation_changed, None),
+        (x509.ReasonFlags.privilege_withdrawn, None),
+        (x509.ReasonFlags.unspecified, clock() - dt.timedelta(seconds=1)),
+    ]
+    # Revoke in an order unlike issuance order (and unlike serial order).
+    for index in (3, 0, 6, 1, 5, 2, 4):
+        reason, invalid = cases[index]
+        clock.advance(seconds=1.25)
+        with services.sessions() as session:
+            revoke_certificate(
+                session,
+                serial_hex=issued[index].serial_hex,
+                reason=reason,
+                actor="sam",
+                actor_role="security_officer",
+                now=clock(),
+                invalidity_date=invalid,
+            )
+    with services.sessions() as session:
+        revoke_provider_certificates(
+            session,
+            "HCP-BULK0009",
+            x509.ReasonFlags.cessation_of_operation,
+            actor="sam",
+            now=clock(),
+        )
+        row = publish_crl(
+            session,
+            services.keystore,
+            _issuing_id(services),
+            now=clock(),
+            validity=dt.timedelta(hours=24),
+        )
+    reference = _builder_reference(services, row)
+    published = x509.load_der_x509_crl(row.crl_der)
+    assert published.tbs_certlist_bytes == reference.tbs_certlist_bytes
+    assert [r.serial_number for r in published] == [
+        issued[i].certificate.serial_number for i in (3, 0, 6, 1, 5, 2, 4, 7, 8)
+    ]
+    assert published.is_signature_valid(issuing_certificate(services).public_key())  # type: ignore[arg-type]
+    assert_lint_clean(row.crl_der, kind="crl")
+    _openssl_crl_verify(tmp_path, row.crl_der, issuing_certificate(services))
+
+
+def test_partition_from_stored_entries_matches_cryptography_builder(
+    sharded: Services, tmp_path: Path
+) -> None:
+    """The same for a partition: issuingDistributionPoint, only its certificates."""
+    issued = [issue_client(sharded, number=n, location_id=n) for n in range(1, 9)]
+    shard = issued[0].record.crl_shard
+    assert shard is not None
+    for item in issued:
+        _revoke(sharded, item.serial_hex, x509.ReasonFlags.superseded)
+    with sharded.sessions() as session:
+        row = publish_crl(
+            session,
+            sharded.keystore,
+            _issuing_id(sharded),
+            now=sharded.clock(),
+            validity=dt.timedelta(hours=24),
+            shard=shard,
+            urls=sharded.crl_policy.urls,
+        )
+    url = f"http://127.0.0.1:8000/pki/crl/ehrca-issuing-1/shard-{shard}.crl"
+    reference = _builder_reference(sharded, row, shard=shard, url=url)
+    published = x509.load_der_x509_crl(row.crl_der)
+    assert published.tbs_certlist_bytes == reference.tbs_certlist_bytes
+    assert [r.serial_number for r in published] == [
+        i.certificate.serial_number for i in issued if i.record.crl_shard == shard
+    ]
+    assert_lint_clean(row.crl_der, kind="crl")
+    _openssl_crl_verify(tmp_path, row.crl_der, issuing_certificate(sharded))
+
+
+def test_stream_entry_der_generic_path_reads_the_same_bytes(
+    services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver-level reader (pysqlite / psycopg) and SQLAlchemy's ``yield_per``
+    (other drivers) return the same entries in the same order, in batches."""
+    issued = [issue_client(services, location_id=n, number=n) for n in range(1, 6)]
+    for item in reversed(issued):
+        _revoke(services, item.serial_hex, x509.ReasonFlags.superseded)
+    issuer_id = _issuing_id(services)
+    query = crl_entry_query(issuer_id, expired_before=clock())
+    with services.sessions() as session:
+        fast = list(stream_entry_der(session, query, batch=2))
+        stored = session.scalars(select(Revocation.entry_der).order_by(Revocation.id)).all()
+    monkeypatch.setattr(services.engine.dialect, "driver", "other")
+    with services.sessions() as session:
+        generic = list(stream_entry_der(session, query, batch=2))
+    assert fast == generic
+    assert [len(chunk) for chunk in fast] == [
+        len(stored[0]) + len(stored[1]),
+        len(stored[2]) + len(stored[3]),
+        len(stored[4]),
+    ]
+    assert b"".join(fast) == b"".join(stored)
+    assert (
+        x509.load_der_x509_crl(
+            latest_crl_der(services, issuer_id)
+        ).get_revoked_certificate_by_serial_number(issued[0].certificate.serial_number)
+        is not None
+    )
+
+
+def latest_crl_der(services: Services, issuer_id: int) -> bytes:
+    with services.sessions() as session:
+        row = latest_crl(session, issuer_id)
+        assert row is not None
+        return row.crl_der

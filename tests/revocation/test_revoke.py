@@ -17,6 +17,7 @@ from api.services import Services
 from ca.audit import AuditEvent
 from ca.blocklist import BlockedKey
 from ca.models import CertificateRecord, CertificateStatus
+from revocation.crl_der import encode_crl_entry
 from revocation.errors import InvalidRevocationRequest, ReasonNotAllowed
 from revocation.models import Revocation
 from revocation.service import (
@@ -291,6 +292,7 @@ def test_bulk_revocation_is_all_or_nothing(services: Services, clock: FrozenCloc
                 revocation_reason="superseded",
                 revoked_by="elsewhere",
                 not_valid_after=b.record.not_valid_after,
+                entry_der=encode_crl_entry(int(b.serial_hex, 16), clock(), R.superseded),
             )
         )
         session.commit()
