@@ -1,10 +1,18 @@
 """``ehrca serve``: the HTTP API and the mTLS listener in one asyncio loop, so the
 revocation status is shared in memory, plus the periodic tasks:
 
-- revocation status poll every 0.5 s (other workers' revocations, DESIGN.md);
+- the mTLS listener kept current (:class:`ListenerSync`): the revocation status and the
+  SSL context with the newest CRLs are refreshed when a sibling worker on this host
+  says it revoked or published (:mod:`api.notify`, within milliseconds), and by a poll
+  of the database every ``EHRCA_STATUS_POLL_SECONDS`` (default 0.5 s) as the fallback
+  (workers on other hosts, lost datagrams; DESIGN.md);
 - every job of :data:`api.tasks.TASKS` at its interval (mail retries every 30 s, CRL
   re-signing every ``crl_refresh_seconds``, default 1 h, well before nextUpdate, ...);
 - a CRL publication swaps a fresh SSL context into the mTLS listener.
+
+Both listeners' sockets are bound here with ``TCP_NODELAY``: asyncio sets it only on
+sockets it creates itself, and without it a response written in two pieces waits for
+the client's delayed ACK (about 40 ms per keep-alive request).
 """
 
 from __future__ import annotations
@@ -17,15 +25,19 @@ import os
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from api.app import create_app, create_mtls_app
+from api.notify import CoalescedJob, Notification, WorkerNotifier
 from api.services import Services, build_services
+from api.settings import Settings
 from api.tasks import TASKS, interval
 from api.tls import SSLContextHolder, build_server_ssl_context, build_uvicorn_server
 from ca.models import CARole
@@ -35,7 +47,9 @@ from revocation.service import latest_crl
 
 log = logging.getLogger("ehrca.server")
 
-STATUS_POLL_SECONDS = 0.5
+#: Default seconds between two polls of the database by each worker (the fallback
+#: behind the sibling notifications); ``EHRCA_STATUS_POLL_SECONDS`` sets it.
+STATUS_POLL_SECONDS: float = Settings.model_fields["status_poll_seconds"].default
 
 
 def build_mtls_context(services: Services) -> ssl.SSLContext:
@@ -86,10 +100,18 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     (``SO_REUSEPORT``) and the kernel spreads new connections over them, which keeps
     keep-alive connections balanced between workers (one shared socket can leave
     them all on one worker).
+
+    The socket is created with ``IPPROTO_TCP`` and ``TCP_NODELAY``, which accepted
+    connections inherit on Linux: asyncio's own ``TCP_NODELAY`` (``_set_nodelay``) only
+    applies to sockets whose ``proto`` is ``IPPROTO_TCP``, and with Nagle's algorithm on,
+    uvicorn's response body (written after its headers) waited for the client's delayed
+    ACK, about 40 ms on every request after the first on a connection (RFC 896, RFC 1122
+    4.2.3.2).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -97,23 +119,162 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class _ListenerState:
-    """Per-process view of what the mTLS listener has loaded: the newest CRL row id."""
+class ListenerSync:
+    """Keeps this worker's mTLS listener in step with the database: the revocation
+    status (``services.revocation_status``) and the SSL context in ``holder`` (the
+    newest CRLs, so new handshakes of revoked clients fail in the TLS layer).
 
-    def __init__(self) -> None:
+    Two :class:`api.notify.CoalescedJob` instances, each in its own thread so the event loop
+    never waits for the database: the *status* job runs the incremental
+    :meth:`~revocation.status.RevocationStatusCache.refresh` (revocations newer than
+    the cache's version: one small query) and reads the newest CRL id; when that
+    differs from the loaded one it requests the *swap* job, which builds a fresh SSL
+    context (:func:`build_mtls_context`) and swaps it in. A slow swap (a large CRL)
+    therefore never delays the next status refresh.
+
+    The status job runs on every notification from a sibling (``notifier``) and every
+    ``poll_seconds`` (the fallback); a CRL notification also requests the swap job at
+    once, without waiting for the status job's CRL check. While the status job runs,
+    ``notifier`` is muted in its thread, so revocations learned from the database are
+    not echoed to the siblings; the revocations this process commits itself
+    (``mark_revoked``) and the CRLs it publishes are announced (:meth:`connect`).
+
+    Swaps are serialised by a lock and record the CRL id they loaded (read before the
+    context is built, so the recorded id is never newer than what was loaded), so an
+    older context never replaces a newer one.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        holder: SSLContextHolder,
+        *,
+        notifier: WorkerNotifier | None = None,
+        poll_seconds: float = STATUS_POLL_SECONDS,
+    ) -> None:
+        """Args:
+        services: this worker's services (sessions, status cache, keys).
+        holder: the mTLS listener's context holder.
+        notifier: the sibling bus, opened; ``None``: polling only.
+        poll_seconds: seconds between two polls (> 0).
+        """
+        self.services = services
+        self.holder = holder
+        self.notifier = notifier
+        self.poll_seconds = poll_seconds
         self.crl_version = -1
+        self._swap_lock = threading.Lock()
+        self._status_job = CoalescedJob(
+            self.refresh_status, name="ehrca-status", on_result=self._after_status
+        )
+        self._swap_job = CoalescedJob(self.swap_if_newer, name="ehrca-crl-swap")
+        self._poller: asyncio.Task[None] | None = None
+
+    def connect(self) -> None:
+        """Announce this process's revocations and CRL publications to the siblings and
+        swap in a fresh context after each publication here (``services.crl_listeners``,
+        run before the answer that caused it leaves). The siblings are told first, so
+        they build their new contexts while this worker builds its own."""
+        if self.notifier is not None:
+            self.services.revocation_status.add_listener(self.notifier.revocation_listener)
+            self.services.crl_listeners.append(self.notifier.crl_listener)
+        self.services.crl_listeners.append(self.swap_after_publication)
+
+    def refresh_status(self) -> bool:
+        """Load new revocations into the status cache (muted); return True if a CRL
+        newer than the loaded context exists. Blocking (two small queries)."""
+        muted = self.notifier.muted() if self.notifier is not None else contextlib.nullcontext()
+        with muted, self.services.sessions() as session:
+            self.services.revocation_status.refresh(session)
+            version = newest_crl_id(session)
+        return version != self.crl_version
+
+    def swap_if_newer(self) -> bool:
+        """Swap a fresh SSL context into the holder if a CRL newer than the loaded one
+        exists; return whether it swapped. Blocking; thread-safe.
+
+        Raises:
+            As :func:`build_mtls_context`.
+        """
+        with self._swap_lock:
+            with self.services.sessions() as session:
+                version = newest_crl_id(session)
+            if version == self.crl_version:
+                return False
+            self.holder.swap(build_mtls_context(self.services))
+            self.crl_version = version
+            return True
+
+    def swap_after_publication(self) -> None:
+        """A ``Services.crl_listeners`` callback: :meth:`swap_if_newer`; raises as it."""
+        self.swap_if_newer()
+
+    def refresh_now(self) -> None:
+        """Both jobs once, in this thread (start-up, before serving)."""
+        self.refresh_status()
+        self.swap_if_newer()
+
+    def _after_status(self, crl_changed: bool) -> None:
+        if crl_changed:
+            self._swap_job.request()
+
+    def _on_notified(self, kinds: set[Notification]) -> None:
+        self._status_job.request()
+        if Notification.CRL in kinds:  # no need to wait for the status job's CRL check
+            self._swap_job.request()
+
+    def request_refresh(self) -> None:
+        """Run the status job (and a swap if needed) soon; event loop thread only."""
+        self._status_job.request()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            self._status_job.request()
+
+    def start(self) -> None:
+        """Listen for sibling notifications and start polling (in the running loop)."""
+        loop = asyncio.get_running_loop()
+        if self.notifier is not None:
+            self.notifier.attach(loop, self._on_notified)
+        self._poller = loop.create_task(self._poll())
+
+    async def aclose(self) -> None:
+        """Stop polling and listening, close the notifier (its socket file goes)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self.notifier is not None:
+            self.notifier.close()
+        await self._status_job.aclose()
+        await self._swap_job.aclose()
 
 
-def _refresh_status(services: Services, state: _ListenerState, swap: Callable[[], None]) -> None:
-    """Poll the revocation version and the newest CRL (other workers' revocations and
-    publications); swap in a fresh SSL context when a CRL newer than the loaded one
-    exists."""
-    with services.sessions() as session:
-        services.revocation_status.refresh(session)
-        version = newest_crl_id(session)
-    if version != state.crl_version:
-        swap()
-        state.crl_version = version
+def notify_directory(settings: Settings) -> Path:
+    """Where sibling workers of this instance meet: ``<EHRCA_VAR_DIR>/run/notify``."""
+    return settings.var_dir / "run" / "notify"
+
+
+def open_notifier(settings: Settings) -> WorkerNotifier | None:
+    """This worker's :class:`api.notify.WorkerNotifier`, bound; ``None`` when
+    ``EHRCA_WORKER_NOTIFY`` is off or the directory cannot be used (logged: the poll
+    still keeps the listener correct, only slower)."""
+    if not settings.worker_notify:
+        return None
+    notifier = WorkerNotifier(notify_directory(settings))
+    try:
+        notifier.open()
+    except OSError as exc:
+        log.warning(
+            "worker notifications off (%s); other workers' revocations are seen by "
+            "polling every %s s",
+            exc,
+            settings.status_poll_seconds,
+        )
+        return None
+    return notifier
 
 
 async def serve(services: Services, *, worker: int = 0, reuse_port: bool = False) -> None:
@@ -128,57 +289,52 @@ async def serve(services: Services, *, worker: int = 0, reuse_port: bool = False
     settings = services.settings
     if worker == 0:
         services.publish_crls()
-    holder = SSLContextHolder(build_mtls_context(services))
-    state = _ListenerState()
-
-    def swap_context() -> None:
-        holder.swap(build_mtls_context(services))
-
-    _refresh_status(services, state, swap_context)
-    services.crl_listeners.append(swap_context)
-    http_server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="info",
-            proxy_headers=False,
-        )
-    )
-    mtls_server = build_uvicorn_server(
-        create_mtls_app(services),
-        host=settings.mtls_host,
-        port=settings.mtls_port,
-        holder=holder,
-        log_level="info",
-    )
-    http_socket = bind_socket(settings.http_host, settings.http_port, reuse_port=reuse_port)
-    mtls_socket = bind_socket(settings.mtls_host, settings.mtls_port, reuse_port=reuse_port)
-    running = [
-        asyncio.create_task(
-            _every(
-                STATUS_POLL_SECONDS,
-                partial(_refresh_status, services, state, swap_context),
-                "status",
-            )
-        )
-    ]
-    if worker == 0:
-        for task in TASKS:
-            running.append(
-                asyncio.create_task(
-                    _every(interval(task, services), partial(task.run, services), task.name)
-                )
-            )
-    log.info(
-        "ehrca worker %d: HTTP API on http://%s:%d, mTLS on https://%s:%d",
-        worker,
-        settings.http_host,
-        settings.http_port,
-        settings.mtls_host,
-        settings.mtls_port,
-    )
+    # Bind before the first refresh: a revocation committed after that refresh read
+    # the database is announced to a socket that already exists.
+    notifier = open_notifier(settings)
+    sync: ListenerSync | None = None
+    running: list[asyncio.Task[None]] = []
     try:
+        holder = SSLContextHolder(build_mtls_context(services))
+        sync = ListenerSync(
+            services, holder, notifier=notifier, poll_seconds=settings.status_poll_seconds
+        )
+        sync.refresh_now()
+        sync.connect()
+        sync.start()
+        http_server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(services),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="info",
+                proxy_headers=False,
+            )
+        )
+        mtls_server = build_uvicorn_server(
+            create_mtls_app(services),
+            host=settings.mtls_host,
+            port=settings.mtls_port,
+            holder=holder,
+            log_level="info",
+        )
+        http_socket = bind_socket(settings.http_host, settings.http_port, reuse_port=reuse_port)
+        mtls_socket = bind_socket(settings.mtls_host, settings.mtls_port, reuse_port=reuse_port)
+        if worker == 0:
+            for task in TASKS:
+                running.append(
+                    asyncio.create_task(
+                        _every(interval(task, services), partial(task.run, services), task.name)
+                    )
+                )
+        log.info(
+            "ehrca worker %d: HTTP API on http://%s:%d, mTLS on https://%s:%d",
+            worker,
+            settings.http_host,
+            settings.http_port,
+            settings.mtls_host,
+            settings.mtls_port,
+        )
         await asyncio.gather(
             http_server.serve(sockets=[http_socket]), mtls_server.serve(sockets=[mtls_socket])
         )
@@ -188,6 +344,10 @@ async def serve(services: Services, *, worker: int = 0, reuse_port: bool = False
         for job in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+        if sync is not None:
+            await sync.aclose()
+        elif notifier is not None:
+            notifier.close()
         services.dispose()
 
 

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(8 * 3600, ge=60, le=30 * 86400)
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_documents: int = Field(20, ge=1)
+    #: Seconds between two database polls of each ``ehrca serve`` worker for other
+    #: workers' revocations and CRLs: the fallback behind ``worker_notify``.
+    status_poll_seconds: float = Field(0.5, gt=0, le=3600)
+    #: Sibling workers on this host wake each other on a revocation or CRL publication
+    #: over Unix datagram sockets in ``var/run/notify`` (api/notify.py); off: poll only.
+    worker_notify: bool = True
     lint_before_signing: bool = True
     certificate_policy_oid: str = "1.3.6.1.4.1.32473.1.1"
     identity_base_uri: str = "https://id.ehrca.example"

@@ -13,13 +13,24 @@ probes run concurrently, each polling every 5 ms (each bounded by 5 s):
 - ``ocsp``: the OCSP responder (POST) answers ``revoked``.
 
 It runs ``ehrca init`` and ``ehrca serve --workers N`` (default 2: with SO_REUSEPORT a
-new connection may land on the worker that did not revoke, which learns of it by
-polling the revocation version every 0.5 s) in a temporary directory on free
-127.0.0.1 ports, prints a table of medians (with min and max) over the runs and
-writes ``bench/results/revocation.json`` (and merges the medians into
-``bench/results/latest.json`` / ``latest.md``).
+new connection may land on the worker that did not revoke, which learns of it from the
+sibling notification of ``api.notify``, or, with ``--worker-notify off``, by polling
+every 0.5 s) in a temporary directory on free 127.0.0.1 ports, prints a table of
+medians (with min and max) over the runs and writes ``bench/results/revocation.json``
+(and merges the medians into ``bench/results/latest.json`` / ``latest.md``).
+
+Each figure includes the probe's own round trip (a TLS handshake, an HTTP request)
+while the four probes compete for the CPU, so a revocation visible before the first
+attempt still shows as a few milliseconds. ``revocation.json`` therefore also records,
+per probe, how many attempts each run took (1: the very first request after the
+response was refused), and for ``mtls_new`` whether the refusal came from the TLS
+layer (the CRL in the worker's SSL context) or from the app (403).
 
     .venv/bin/python bench/revocation.py [--runs 10] [--workers 2] [--database sqlite|postgres]
+        [--worker-notify on|off]
+
+``--worker-notify off`` (poll only, for comparison) writes
+``bench/results/revocation-notify-off.json`` and leaves ``latest.json`` alone.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -192,29 +204,64 @@ def whoami(connection: http.client.HTTPSConnection) -> int | None:
         return None
 
 
-def probe(check: Callable[[], bool], start: float) -> float | None:
+def probe(check: Callable[[], bool], start: float) -> tuple[float | None, int]:
     """Seconds from ``start`` until ``check()`` holds (``None`` if not within the
-    bound)."""
+    bound), and the number of attempts made."""
     deadline = start + PROBE_TIMEOUT
+    attempts = 0
     while time.perf_counter() < deadline:
+        attempts += 1
         if check():
-            return time.perf_counter() - start
+            return time.perf_counter() - start, attempts
         time.sleep(PROBE_INTERVAL)
-    return None
+    return None, attempts
 
 
-def one_run(instance: Instance, token: str, client: Client) -> dict[str, float | None]:
+@dataclass
+class RunResult:
+    """One revocation: seconds per probe (``None``: not within the bound), attempts per
+    probe, and how the new connection was refused (``tls``, ``http_403``, or ``None``)."""
+
+    seconds: dict[str, float | None] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    new_refused_by: str | None = None
+    baseline: dict[str, float] = field(default_factory=dict)
+
+
+def _concurrently(checks: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Run each check once, all at the same time; seconds each took."""
+    durations: dict[str, float] = {}
+
+    def run(name: str, check: Callable[[], object]) -> None:
+        began = time.perf_counter()
+        check()
+        durations[name] = time.perf_counter() - began
+
+    threads = [threading.Thread(target=run, args=item) for item in checks.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PROBE_TIMEOUT * 2)
+    return durations
+
+
+def one_run(instance: Instance, token: str, client: Client) -> RunResult:
     """Revoke ``client``'s certificate and time the four probes (seconds)."""
     keepalive = client.connect(instance)
     if whoami(keepalive) != 200:
         raise RuntimeError("the fresh certificate was not accepted over mTLS")
+    result = RunResult()
 
     def new_connection_refused() -> bool:
         connection = client.connect(instance)
         try:
-            return whoami(connection) != 200
+            status = whoami(connection)
         finally:
             connection.close()
+        if status == 200:
+            return False
+        result.new_refused_by = "tls" if status is None else f"http_{status}"
+        return True
 
     def keepalive_refused() -> bool:
         return whoami(keepalive) == 403
@@ -251,6 +298,9 @@ def one_run(instance: Instance, token: str, client: Client) -> dict[str, float |
         "crl": on_crl,
         "ocsp": ocsp_revoked,
     }
+    # The probes' own cost: one round of the same four attempts, concurrently, before the
+    # revocation (each still answers "not revoked").
+    result.baseline = _concurrently(dict(checks))
     status, body = _request(
         instance,
         "POST",
@@ -261,25 +311,31 @@ def one_run(instance: Instance, token: str, client: Client) -> dict[str, float |
     start = time.perf_counter()
     if status != 200:
         raise RuntimeError(f"revocation failed: {status} {body[:300]!r}")
-    results: dict[str, float | None] = {}
+
+    def run_probe(name: str, check: Callable[[], bool]) -> None:
+        result.seconds[name], result.attempts[name] = probe(check, start)
+
     threads = [
-        threading.Thread(target=lambda n=name, c=check: results.__setitem__(n, probe(c, start)))
-        for name, check in checks.items()
+        threading.Thread(target=run_probe, args=(name, check)) for name, check in checks.items()
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(PROBE_TIMEOUT * 2)
     keepalive.close()
-    return results
+    return result
 
 
-def _line(result: dict[str, float | None]) -> str:
+def _line(result: RunResult) -> str:
     parts = []
     for name in PROBES:
-        value = result.get(name)
-        parts.append(f"{name} " + ("-" if value is None else f"{value * 1000:.1f} ms"))
-    return ", ".join(parts)
+        value = result.seconds.get(name)
+        parts.append(
+            f"{name} "
+            + ("-" if value is None else f"{value * 1000:.1f} ms")
+            + f" ({result.attempts.get(name, 0)})"
+        )
+    return ", ".join(parts) + f"; new connection refused by {result.new_refused_by}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="revocations to time (1-100)")
     parser.add_argument("--workers", type=int, default=2, help="ehrca serve workers (1-8)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--worker-notify",
+        choices=["on", "off"],
+        default="on",
+        help="sibling notifications between workers (EHRCA_WORKER_NOTIFY; off: poll only)",
+    )
     args = parser.parse_args(argv)
     runs = max(1, min(100, args.runs))
     workers = max(1, min(8, args.workers))
@@ -294,12 +356,18 @@ def main(argv: list[str] | None = None) -> int:
         f".venv/bin/python bench/revocation.py --runs {runs} --workers {workers} "
         f"--database {args.database}"
     )
+    if args.worker_notify == "off":
+        command += " --worker-notify off"
     samples: dict[str, list[float]] = {name: [] for name in PROBES}
+    attempts: dict[str, list[int]] = {name: [] for name in PROBES}
+    baselines: dict[str, list[float]] = {name: [] for name in PROBES}
+    refused_by: dict[str, int] = {}
     missed: dict[str, int] = dict.fromkeys(PROBES, 0)
     with tempfile.TemporaryDirectory(prefix="ehrca-bench-revocation-") as tmp:
         directory = Path(tmp)
         with database(args.database, directory) as url:
             instance = init_instance(directory, url)
+            instance.env["EHRCA_WORKER_NOTIFY"] = "true" if args.worker_notify == "on" else "false"
             add_officer(instance)
             collectables = provision(url, locations=runs)
             with serving(instance, workers=workers):
@@ -308,11 +376,16 @@ def main(argv: list[str] | None = None) -> int:
                     client = Client(directory, instance, collectable)
                     result = one_run(instance, token, client)
                     for name in PROBES:
-                        value = result.get(name)
+                        value = result.seconds.get(name)
+                        attempts[name].append(result.attempts.get(name, 0))
+                        if name in result.baseline:
+                            baselines[name].append(result.baseline[name] * 1000)
                         if value is None:
                             missed[name] += 1
                         else:
                             samples[name].append(value * 1000)
+                    how = result.new_refused_by or "not refused"
+                    refused_by[how] = refused_by.get(how, 0) + 1
                     print(f"run {index}/{runs}: {_line(result)}", file=sys.stderr)
     figures: list[Figure] = []
     print(f"\nrevocation to refusal, {runs} runs, {workers} worker(s), {args.database}")
@@ -336,15 +409,30 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{DESCRIPTIONS[name]:38} {'-':>9} {'-':>9} {'-':>9}  {missed[name]}")
+    print(f"{'(one probe round before the revocation)':38}")
+    for name in PROBES:
+        if baselines[name]:
+            values = baselines[name]
+            print(
+                f"  {DESCRIPTIONS[name].split(' refused')[0].split(' answers')[0]:36}"
+                f" {statistics.median(values):8.1f}  {min(values):8.1f}  {max(values):8.1f}"
+            )
+    first = {name: sum(1 for a in attempts[name] if a == 1) for name in PROBES}
+    print("refused on the first attempt: " + ", ".join(f"{n} {first[n]}/{runs}" for n in PROBES))
+    print(f"new connections refused by: {refused_by}")
     out = results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "revocation.json").write_text(
+    # A poll-only run is a comparison: it neither replaces revocation.json nor the
+    # figures in latest.json.
+    name = "revocation.json" if args.worker_notify == "on" else "revocation-notify-off.json"
+    (out / name).write_text(
         json.dumps(
             {
                 "command": command,
                 "runs": runs,
                 "workers": workers,
                 "database": args.database,
+                "worker_notify": args.worker_notify,
                 "unit": "ms",
                 "probe_timeout_s": PROBE_TIMEOUT,
                 "figures": {
@@ -355,17 +443,27 @@ def main(argv: list[str] | None = None) -> int:
                         "max": max(samples[name]) if samples[name] else None,
                         "missed": missed[name],
                         "samples": [round(v, 3) for v in samples[name]],
+                        "attempts": attempts[name],
+                        "probe_round_trip_before_ms": {
+                            "median": statistics.median(baselines[name]),
+                            "min": min(baselines[name]),
+                            "max": max(baselines[name]),
+                        }
+                        if baselines[name]
+                        else None,
                     }
                     for name in PROBES
                 },
+                "mtls_new_refused_by": refused_by,
             },
             indent=2,
         )
         + "\n"
     )
-    with contextlib.suppress(OSError):
-        write_results(figures)
-    print(f"\nwritten: {out / 'revocation.json'}")
+    if args.worker_notify == "on":
+        with contextlib.suppress(OSError):
+            write_results(figures)
+    print(f"\nwritten: {out / name}")
     return 0 if all(samples[name] for name in PROBES) else 1
 
 

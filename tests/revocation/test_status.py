@@ -1,6 +1,9 @@
 """Revocation status in memory, kept in step with the database: the revoking process
 marks it at once; another worker (a second :class:`Services` over the same database,
-polling every ``STATUS_POLL_SECONDS`` as ``ehrca serve`` does) notices within 1 s."""
+polling every ``STATUS_POLL_SECONDS`` as ``ehrca serve`` does) notices within 1 s.
+
+The poll is the fallback: sibling workers on one host are woken by a notification
+first (``api.notify``; tested in ``tests/api/test_notify.py`` with the poll off)."""
 
 from __future__ import annotations
 
