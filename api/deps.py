@@ -30,7 +30,8 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 2.1), else ``None``."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -44,7 +45,7 @@ def get_principal(request: Request, session: SessionDep, services: ServicesDep) 
     Raises:
         registration.errors.NotAuthenticated: no, unknown or expired token.
     """
-    return authenticate(session, _bearer(request), now=services.clock())
+    return authenticate(session, bearer_token(request), now=services.clock())
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

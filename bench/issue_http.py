@@ -4,7 +4,9 @@
 ``{download_code, csr}``: bearer-token authentication, application and location
 lookup, download-code claim, CSR checks, request and certificate checks, pkilint (lint
 on) over the throwaway-signed draft, record-before-sign commit, real signature, commit
-of the issued row and audit event; the 201 leaves after the commit.
+of the issued row and audit event; the 201 leaves after the commit (requests arriving
+together in one worker share the two commits: ``api/collector.py``,
+``issuance/batch.py``; SQLite runs with ``synchronous=FULL``).
 
 For each configuration (database × workers × lint) the script makes a fresh database
 (a SQLite file, or a new PostgreSQL schema dropped afterwards), runs ``ehrca init``,

@@ -22,11 +22,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Integer, String, Text, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.base import Base
@@ -160,6 +171,89 @@ def record_event(
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=row_hash))
     return event
+
+
+_head = cast(Table, AuditHead.__table__)
+#: :func:`record_events`' statements, built once (Core, no ORM unit of work).
+_ADVANCE = (
+    update(_head)
+    .where(_head.c.id == 1)
+    .values(seq=_head.c.seq + bindparam("b_count", type_=BigInteger))
+    .returning(_head.c.seq, _head.c.last_hash)
+)
+_INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
+_SET_HEAD_HASH = update(_head).where(_head.c.id == 1).values(last_hash=bindparam("b_hash"))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event for :func:`record_events` (the arguments of :func:`record_event`)."""
+
+    event_type: str
+    actor: str
+    now: dt.datetime
+    subject: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+def record_events(session: Session, events: Sequence[PendingEvent]) -> None:
+    """Append ``events`` to the chain in order, in the caller's transaction, under one
+    acquisition of the head lock: ``seq`` moves by ``len(events)`` in one ``UPDATE ...
+    RETURNING``, the rows are inserted with one executemany and the head's hash is set
+    once — three statements for any number of events, the same rows and hashes as
+    calling :func:`record_event` for each.
+
+    Raises:
+        ValueError: as :func:`record_event` (checked for every event before anything is
+            written).
+    """
+    if not events:
+        return
+    prepared = []
+    for event in events:
+        details = dict(event.details or {})
+        _check_details(details)
+        prepared.append(
+            (
+                event,
+                json.dumps(
+                    details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+                ),
+            )
+        )
+    connection = session.connection()
+    last_seq, prev_hash = connection.execute(_ADVANCE, {"b_count": len(events)}).one()
+    seq = last_seq - len(events)
+    rows = []
+    for event, details_json in prepared:
+        seq += 1
+        at = event.now.replace(microsecond=0)
+        row_hash = chain_hash(
+            prev_hash,
+            canonical_content(
+                seq=seq,
+                at=at,
+                event_type=event.event_type,
+                actor=event.actor,
+                subject=event.subject,
+                details=details_json,
+            ),
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "event_type": event.event_type,
+                "actor": event.actor,
+                "subject": event.subject,
+                "details": details_json,
+                "prev_hash": prev_hash,
+                "row_hash": row_hash,
+            }
+        )
+        prev_hash = row_hash
+    connection.execute(_INSERT_EVENT, rows)
+    connection.execute(_SET_HEAD_HASH, {"b_hash": prev_hash})
 
 
 def lock_chain(session: Session) -> None:

@@ -32,12 +32,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, case, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -177,6 +177,80 @@ def _ski(certificate: x509.Certificate) -> bytes:
     return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedCertificate:
+    """Pipeline steps 1-4 passed: the builder to sign for real and the throwaway-signed
+    draft whose TBS the reservation records.
+
+    Attributes:
+        crl_shard: the CRL partition written into the distribution point, or ``None``.
+    """
+
+    request: CertificateRequest
+    builder: x509.CertificateBuilder
+    draft: x509.Certificate
+    crl_shard: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Pipeline steps 1-4 refused: the error to raise once :func:`record_refusal` has
+    committed the ``certificate.refused`` event."""
+
+    request: CertificateRequest
+    error: CheckRefused | LintRefused
+
+
+def prepare_certificate(
+    signer: Signer,
+    profile: Profile,
+    *,
+    subject: x509.Name,
+    public_key: PublicKey,
+    now: dt.datetime,
+    config: CAConfig,
+    subject_alt_names: tuple[str, ...] = (),
+    linter: Linter | None = None,
+) -> PreparedCertificate | Refusal:
+    """Pipeline steps 1-4 without the database: request checks → build → certificate
+    checks over the throwaway-signed draft → lint (see the module docstring).
+
+    Returns:
+        :class:`PreparedCertificate`, or :class:`Refusal` (a check or the linter refused;
+        the caller records it with :func:`record_refusal` and raises its ``error``).
+    """
+    request = CertificateRequest(
+        profile=profile,
+        issuer=signer.issuer,
+        subject=subject,
+        public_key=public_key,
+        serial_number=generate_serial_number(),
+        not_valid_before=now,
+        subject_alt_names=tuple(subject_alt_names),
+    )
+    # CRL partition (revocation's EHRCA_CRL_SHARDS), chosen from the random serial.
+    crl_shard = request.serial_number % config.crl_shards + 1 if config.crl_shards > 1 else None
+    try:
+        run_request_checks(request)
+        builder = build_certificate(
+            profile,
+            subject=subject,
+            public_key=public_key,
+            serial_number=request.serial_number,
+            not_valid_before=now,
+            issuer=signer.issuer,
+            urls=config.urls,
+            subject_alt_names=subject_alt_names,
+            crl_shard=crl_shard,
+        )
+        draft = sign_certificate(builder, _throwaway_key_like(signer.key))
+        run_certificate_checks(request, draft)
+        lint_draft(draft, linter)
+    except (CheckRefused, LintRefused) as exc:
+        return Refusal(request, exc)
+    return PreparedCertificate(request, builder, draft, crl_shard)
+
+
 def issue_certificate(
     session: Session,
     signer: Signer,
@@ -220,36 +294,20 @@ def issue_certificate(
         IdempotencyKeyTaken: another reservation holds ``idempotency_key``.
         CAError: ``serial_reservation_failed`` (a duplicate serial: retry).
     """
-    request = CertificateRequest(
-        profile=profile,
-        issuer=signer.issuer,
+    prepared = prepare_certificate(
+        signer,
+        profile,
         subject=subject,
         public_key=public_key,
-        serial_number=generate_serial_number(),
-        not_valid_before=now,
-        subject_alt_names=tuple(subject_alt_names),
+        now=now,
+        config=config,
+        subject_alt_names=subject_alt_names,
+        linter=linter,
     )
-    # CRL partition (revocation's EHRCA_CRL_SHARDS), chosen from the random serial.
-    crl_shard = request.serial_number % config.crl_shards + 1 if config.crl_shards > 1 else None
-    try:
-        run_request_checks(request)
-        builder = build_certificate(
-            profile,
-            subject=subject,
-            public_key=public_key,
-            serial_number=request.serial_number,
-            not_valid_before=now,
-            issuer=signer.issuer,
-            urls=config.urls,
-            subject_alt_names=subject_alt_names,
-            crl_shard=crl_shard,
-        )
-        draft = sign_certificate(builder, _throwaway_key_like(signer.key))
-        run_certificate_checks(request, draft)
-        lint_draft(draft, linter)
-    except (CheckRefused, LintRefused) as exc:
-        _record_refusal(session, exc, request, actor=actor, now=now)
-        raise
+    if isinstance(prepared, Refusal):
+        record_refusal(session, prepared.error, prepared.request, actor=actor, now=now)
+        raise prepared.error
+    builder, draft, crl_shard = prepared.builder, prepared.draft, prepared.crl_shard
     record = reserve_serial(
         session,
         signer,
@@ -282,7 +340,7 @@ def lint_draft(draft: x509.Certificate, linter: Linter | None) -> None:
         raise LintRefused(f"certificate refused by the linter: {exc}", findings) from exc
 
 
-def _record_refusal(
+def record_refusal(
     session: Session,
     exc: CheckRefused | LintRefused,
     request: CertificateRequest,
@@ -290,7 +348,8 @@ def _record_refusal(
     actor: str,
     now: dt.datetime,
 ) -> None:
-    """Roll back the caller's staged work, then commit a ``certificate.refused`` event."""
+    """Roll back the caller's staged work, then commit a ``certificate.refused`` event
+    (stage, check, code, message, lint findings, profile, subject DN)."""
     session.rollback()
     if isinstance(exc, LintRefused):
         stage, check, findings = "lint", "pkilint", list(exc.findings)
@@ -390,15 +449,37 @@ def sign_reserved_certificate(
     return sign_certificate(builder, key)
 
 
+_certificates = cast(Table, CertificateRecord.__table__)
+#: Pipeline step "store" as one statement (parameters ``b_id``, ``b_der``,
+#: ``b_issued_at``): the DER and ``issued_at`` always, ``reserved → issued`` only from
+#: ``reserved`` (a revocation that came first keeps ``revoked``). Executed with a list of
+#: parameter sets it stores a batch.
+STORE_SIGNED = (
+    update(_certificates)
+    .where(_certificates.c.id == bindparam("b_id"))
+    .values(
+        certificate_der=bindparam("b_der"),
+        issued_at=bindparam("b_issued_at"),
+        status=case(
+            (
+                _certificates.c.status == CertificateStatus.RESERVED,
+                literal(CertificateStatus.ISSUED.value),
+            ),
+            else_=_certificates.c.status,
+        ),
+    )
+)
+
+
 def store_signed_certificate(
     session: Session, record: CertificateRecord, certificate: x509.Certificate, *, now: dt.datetime
 ) -> None:
     """Pipeline step "store": check the signed TBS equals the recorded one, store the
     certificate DER and ``issued_at``, move the row ``reserved → issued`` and commit.
 
-    The status moves by a conditional ``UPDATE ... WHERE status = 'reserved'`` in the
-    same transaction as the DER: a revocation that marked the reserved row ``revoked``
-    between the reservation and this step (e.g.
+    The status moves by a conditional ``CASE WHEN status = 'reserved'`` in the same
+    statement as the DER (:data:`STORE_SIGNED`): a revocation that marked the reserved
+    row ``revoked`` between the reservation and this step (e.g.
     ``revocation.service.revoke_provider_certificates`` withdrawing the provider) is
     never undone; the row keeps ``revoked`` with the signed certificate stored.
     ``record`` is refreshed from the database afterwards.
@@ -411,18 +492,13 @@ def store_signed_certificate(
             "signed certificate differs from the recorded to-be-signed certificate",
             code="signed_certificate_mismatch",
         )
-    row = CertificateRecord.id == record.id
     session.execute(
-        update(CertificateRecord)
-        .where(row)
-        .values(certificate_der=certificate.public_bytes(serialization.Encoding.DER), issued_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(CertificateRecord)
-        .where(row, CertificateRecord.status == CertificateStatus.RESERVED)
-        .values(status=CertificateStatus.ISSUED)
-        .execution_options(synchronize_session=False)
+        STORE_SIGNED,
+        {
+            "b_id": record.id,
+            "b_der": certificate.public_bytes(serialization.Encoding.DER),
+            "b_issued_at": now,
+        },
     )
     session.commit()
     session.refresh(record)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from issuance.errors import DownloadCodeExpired, DownloadCodeInvalid, DownloadCodeUsed
@@ -72,37 +74,75 @@ def create_download_code(
     return code
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedCode:
+    """A download code just claimed: its row id and, for a replacement code, what
+    collecting with it replaces (certificate id, RFC 5280 reason, security officer)."""
+
+    id: int
+    replaces_certificate_id: int | None
+    replacement_reason: str | None
+    requested_by: str | None
+
+
+_codes = cast(Table, DownloadCode.__table__)
+#: The claim (parameters ``b_hash``, ``b_location``, ``b_now``), built once.
+_CLAIM = (
+    update(_codes)
+    .where(
+        _codes.c.code_sha256 == bindparam("b_hash"),
+        _codes.c.service_location_id == bindparam("b_location"),
+        _codes.c.used_at.is_(None),
+        _codes.c.expires_at > bindparam("b_now"),
+    )
+    .values(used_at=bindparam("b_now"))
+    .returning(
+        _codes.c.id,
+        _codes.c.replaces_certificate_id,
+        _codes.c.replacement_reason,
+        _codes.c.requested_by,
+    )
+)
+_WHY_NOT = select(_codes.c.service_location_id, _codes.c.used_at).where(
+    _codes.c.code_sha256 == bindparam("b_hash")
+)
+#: Links claimed codes to their certificates (``b_id``, ``b_certificate``); executemany.
+LINK_CERTIFICATE = (
+    update(_codes)
+    .where(_codes.c.id == bindparam("b_id"))
+    .values(certificate_id=bindparam("b_certificate"))
+)
+
+
 def claim_download_code(
     session: Session, service_location_id: int, code: str, *, now: dt.datetime
-) -> DownloadCode:
-    """Mark the stored code matching ``code`` as used (``used_at = now``) and return it.
+) -> ClaimedCode:
+    """Mark the stored code matching ``code`` as used (``used_at = now``).
 
-    The claim is a conditional ``UPDATE ... WHERE used_at IS NULL`` so two concurrent
-    collections cannot both succeed; it is staged in the session and becomes durable
-    with the caller's next commit (issuance commits it together with the reserved
-    certificate row), and a rollback gives the code back.
+    The claim is one conditional ``UPDATE ... WHERE used_at IS NULL AND expires_at > now
+    RETURNING`` so two concurrent collections cannot both succeed (the loser's UPDATE
+    waits for the winner's commit and matches nothing); only when it matches nothing is
+    the code read again, to say why. It is staged in the session's transaction and
+    becomes durable with the caller's next commit (issuance commits it together with
+    the reserved certificate row, and links it with :data:`LINK_CERTIFICATE`); a
+    rollback gives the code back.
 
     Raises:
         DownloadCodeInvalid: unknown, or issued for another service location.
         DownloadCodeUsed: used already (also when a concurrent request won the race).
         DownloadCodeExpired: past ``expires_at``.
     """
-    row = session.scalars(
-        select(DownloadCode).where(DownloadCode.code_sha256 == hash_download_code(code))
+    digest = hash_download_code(code)
+    connection = session.connection()
+    row = connection.execute(
+        _CLAIM, {"b_hash": digest, "b_location": service_location_id, "b_now": now}
     ).first()
-    if row is None or row.service_location_id != service_location_id:
+    if row is not None:
+        return ClaimedCode(row[0], row[1], row[2], row[3])
+    # Nothing matched: say why (read in the same transaction, after the claim attempt).
+    found = connection.execute(_WHY_NOT, {"b_hash": digest}).first()
+    if found is None or found[0] != service_location_id:
         raise DownloadCodeInvalid("download code is not valid for this service location")
-    if row.used_at is not None:
+    if found[1] is not None:
         raise DownloadCodeUsed("download code has been used already")
-    if now >= row.expires_at:
-        raise DownloadCodeExpired("download code has expired; ask for a new one")
-    result = session.execute(
-        update(DownloadCode)
-        .where(DownloadCode.id == row.id, DownloadCode.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        raise DownloadCodeUsed("download code has been used already")
-    session.expire(row)
-    return row
+    raise DownloadCodeExpired("download code has expired; ask for a new one")

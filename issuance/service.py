@@ -38,7 +38,8 @@ from ca.keys import KeyStore, KeyType, PublicKey, generate_private_key
 from ca.models import CertificateAuthority, CertificateRecord, CertificateStatus
 from ca.profiles import ProfileSet, client_subject, configured_profiles
 from ca.service import IdempotencyKeyTaken, Linter, issue_certificate, load_signer
-from issuance.codes import claim_download_code, create_download_code
+from issuance.codes import LINK_CERTIFICATE, ClaimedCode, create_download_code
+from issuance.codes import claim_download_code as claim_download_code
 from issuance.csr import check_csr
 from issuance.errors import (
     CSRKeyRejected,
@@ -214,6 +215,15 @@ def _spki(public_key: PublicKey | x509.Certificate) -> bytes:
     )
 
 
+def blocked_key_error() -> CSRKeyRejected:
+    """The error for a key on the block list: ``CSRKeyRejected`` ``csr_key_blocked``."""
+    return CSRKeyRejected(
+        "this public key is blocked (a certificate for it was revoked for "
+        "keyCompromise); generate a new key",
+        code="csr_key_blocked",
+    )
+
+
 def check_not_blocked(session: Session, public_key: PublicKey) -> None:
     """Refuse a key on the block list (keys revoked for keyCompromise, by SPKI SHA-256).
 
@@ -221,11 +231,7 @@ def check_not_blocked(session: Session, public_key: PublicKey) -> None:
         CSRKeyRejected: code ``csr_key_blocked``.
     """
     if is_blocked(session, public_key):
-        raise CSRKeyRejected(
-            "this public key is blocked (a certificate for it was revoked for "
-            "keyCompromise); generate a new key",
-            code="csr_key_blocked",
-        )
+        raise blocked_key_error()
 
 
 def _scoped_key(location: ApprovedLocation, idempotency_key: str | None) -> str | None:
@@ -272,6 +278,11 @@ def _replay(
     )
 
 
+#: Public names of the idempotency helpers (``api.collector`` uses them).
+scoped_idempotency_key = _scoped_key
+replay_collection = _replay
+
+
 def _issue(
     session: Session,
     ctx: IssuanceContext,
@@ -281,10 +292,10 @@ def _issue(
     now: dt.datetime,
     key_generated_by_ca: bool,
     scoped_key: str | None,
-    claim: Callable[[], DownloadCode] | None,
+    claim: Callable[[], ClaimedCode] | None,
     actor: str,
     event_details: dict[str, object] | None = None,
-) -> tuple[CertificateRecord, x509.Certificate, DownloadCode | None]:
+) -> tuple[CertificateRecord, x509.Certificate, ClaimedCode | None]:
     """Claim the code (if any), run the CA pipeline, record the audit events, commit."""
     signer = load_signer(session, ctx.keystore)
     subject = client_subject(
@@ -316,7 +327,7 @@ def _issue(
         session.rollback()  # gives the download code back unless the reservation committed
         raise
     if code_row is not None:
-        code_row.certificate_id = record.id
+        session.execute(LINK_CERTIFICATE, {"b_id": code_row.id, "b_certificate": record.id})
     record_event(
         session,
         "certificate.issued",
@@ -343,7 +354,7 @@ def _issue(
     return record, certificate, code_row
 
 
-def _supersessions(session: Session, code_row: DownloadCode | None) -> tuple[Supersession, ...]:
+def _supersessions(session: Session, code_row: ClaimedCode | None) -> tuple[Supersession, ...]:
     """What collecting with ``code_row`` replaces (a replacement code), if anything."""
     if code_row is None or code_row.replaces_certificate_id is None:
         return ()

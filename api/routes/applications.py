@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Form, Header, Response, UploadFile
+from fastapi import APIRouter, Form, Header, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentPrincipal, ServicesDep, SessionDep
+from api.collector import CSRCollector
+from api.deps import CurrentPrincipal, ServicesDep, SessionDep, bearer_token, get_principal
 from api.routes.replacement import revoke_replaced_on_collection
+from api.services import Services
 from ca.keys import KeyType
 from issuance.pkcs12 import PKCS12Profile
-from issuance.service import collect_with_csr, collect_with_generated_key
+from issuance.service import Supersession, collect_with_csr, collect_with_generated_key
 from registration import service
+from registration.accounts import Principal
 from registration.errors import Forbidden, RegistrationError
 from registration.schemas import (
     ApplicationCreate,
@@ -167,19 +173,26 @@ def submit_application(
     return service.application_view(session, application)
 
 
+def _collector(request: Request) -> CSRCollector:
+    """This process's :class:`api.collector.CSRCollector` (made on first use)."""
+    state = request.app.state
+    collector: CSRCollector | None = getattr(state, "csr_collector", None)
+    if collector is None:
+        collector = state.csr_collector = CSRCollector(state.services)
+    return collector
+
+
 @router.post(
     "/{reference}/service-locations/{location_id}/certificate",
     status_code=201,
     response_model=CertificateOut,
     responses={201: {"content": {"application/x-pkcs12": {}}}},
 )
-def collect_certificate(
+async def collect_certificate(
     reference: str,
     location_id: int,
     data: CollectIn,
-    session: SessionDep,
-    services: ServicesDep,
-    principal: CurrentPrincipal,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> CertificateOut | Response:
     """Collect a service location's certificate with its one-time download code.
@@ -187,7 +200,73 @@ def collect_certificate(
     With ``csr``: 201 JSON (certificate and chain PEM, what the CSR asked for that was
     ignored). With ``pkcs12_password``: 201 ``application/x-pkcs12`` (key made here,
     never stored). An ``Idempotency-Key`` header makes a CSR collection repeatable.
+
+    A CSR collection by an applicant takes :class:`api.collector.CSRCollector` (async,
+    group commit); everything else the ordinary path in the thread pool. Both answer the
+    same errors in the same order.
     """
+    services: Services = request.app.state.services
+    if data.csr is not None and data.pkcs12_password is None:
+        fast = await _collector(request).collect(
+            token=bearer_token(request),
+            reference=reference,
+            number=location_id,
+            download_code=data.download_code,
+            csr=data.csr.encode("utf-8"),
+            idempotency_key=idempotency_key,
+            now=services.clock(),
+        )
+        if fast is not None:
+            if fast.supersedes:
+                await run_in_threadpool(_revoke_superseded, services, fast.supersedes)
+            # The same document as CertificateOut, without validating what was just built.
+            return JSONResponse(
+                {
+                    "serial_number": fast.serial_number,
+                    "certificate_pem": fast.certificate.public_bytes(
+                        serialization.Encoding.PEM
+                    ).decode(),
+                    "chain_pem": fast.chain_pem,
+                    "not_valid_before": fast.certificate.not_valid_before_utc.isoformat(),
+                    "not_valid_after": fast.certificate.not_valid_after_utc.isoformat(),
+                    "ignored": list(fast.ignored),
+                },
+                status_code=201,
+            )
+    return await run_in_threadpool(
+        _collect_in_thread, services, request, reference, location_id, data, idempotency_key
+    )
+
+
+def _revoke_superseded(services: Services, supersedes: tuple[Supersession, ...]) -> None:
+    with services.sessions() as session:
+        revoke_replaced_on_collection(session, services, supersedes)
+
+
+def _collect_in_thread(
+    services: Services,
+    request: Request,
+    reference: str,
+    location_id: int,
+    data: CollectIn,
+    idempotency_key: str | None,
+) -> CertificateOut | Response:
+    with services.sessions() as session:
+        principal = get_principal(request, session, services)
+        return _collect(session, services, principal, reference, location_id, data, idempotency_key)
+
+
+def _collect(
+    session: Session,
+    services: Services,
+    principal: Principal,
+    reference: str,
+    location_id: int,
+    data: CollectIn,
+    idempotency_key: str | None,
+) -> CertificateOut | Response:
+    """The ordinary path: PKCS#12 downloads, officers and people (refused), both or
+    neither of ``csr`` and ``pkcs12_password``."""
     _require_applicant(principal)
     if (data.csr is None) == (data.pkcs12_password is None):
         raise CollectionMethodError("give exactly one of csr or pkcs12_password")
