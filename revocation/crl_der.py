@@ -100,7 +100,13 @@ def der_time(value: dt.datetime) -> bytes:
 
 
 def der_generalized_time(value: dt.datetime) -> bytes:
-    """GeneralizedTime ``YYYYMMDDHHMMSSZ`` (RFC 5280 4.1.2.5.2)."""
+    """GeneralizedTime ``YYYYMMDDHHMMSSZ`` (RFC 5280 4.1.2.5.2).
+
+    Raises:
+        ValueError: a naive datetime (it would be read as the host's local time).
+    """
+    if value.tzinfo is None:
+        raise ValueError("times must be timezone-aware UTC")
     return der_tlv(0x18, value.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 

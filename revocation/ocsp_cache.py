@@ -43,7 +43,9 @@ Memory
     At most ``max_entries`` responses (default :data:`DEFAULT_MAX_ENTRIES`; measured
     about 2 KiB each with their headers and one request encoding: ~40 MiB full), and
     at most twice as many entries in each index (up to ~20 MiB more when clients send
-    many encodings); the oldest is dropped first (FIFO: the dict's insertion order).
+    many encodings: only requests of at most :data:`MAX_INDEXED_REQUEST_BYTES` are
+    remembered by their bytes, longer ones are parsed on every look-up); the oldest is
+    dropped first (FIFO: the dict's insertion order).
     Beyond that a request reads the database, as without this cache.
 
 Thread safety
@@ -67,6 +69,11 @@ from revocation.status import RevocationStatusCache
 DEFAULT_MAX_ENTRIES = 20_000
 #: An entry is re-read from the database at least this often, whatever its validity.
 REVALIDATE_AFTER = dt.timedelta(seconds=60)
+#: Longest request (octets) remembered in the exact-bytes index. A plain nonce-free
+#: SHA-1 request is about 75 octets; longer ones (padded with extensions, up to
+#: ``revocation.ocsp.MAX_REQUEST_BYTES`` = 16 KiB) are answered through the CertID
+#: index, one parse each, so that index keys stay within the memory bound.
+MAX_INDEXED_REQUEST_BYTES = 512
 
 #: ``(issuer_id, serial_hex)``: the certificate an entry answers for.
 CertKey = tuple[int, str]
@@ -160,8 +167,9 @@ class OCSPMemoryCache:
     def lookup(self, ca_name: str, request_der: bytes, now: dt.datetime) -> CachedResponse | None:
         """The fresh entry answering ``request_der`` sent to ``/pki/ocsp/{ca_name}``, or
         ``None`` (then the database answers). First by exact bytes; then, for a request
-        that parses as a nonce-free SHA-1 single request, by its CertID (and the bytes
-        are remembered for next time). Never raises for bad input."""
+        that parses as a nonce-free SHA-1 single request, by its CertID (and the bytes,
+        if at most :data:`MAX_INDEXED_REQUEST_BYTES`, are remembered for next time).
+        Never raises for bad input."""
         key = self._by_request.get((ca_name, request_der))
         if key is not None:
             entry = self._entries.get(key)
@@ -180,8 +188,9 @@ class OCSPMemoryCache:
         entry = self._entries.get(key)
         if entry is None or not entry.fresh(now):
             return None
-        with self._lock:
-            _bounded_set(self._by_request, (ca_name, request_der), key, 2 * self.max_entries)
+        if len(request_der) <= MAX_INDEXED_REQUEST_BYTES:
+            with self._lock:
+                _bounded_set(self._by_request, (ca_name, request_der), key, 2 * self.max_entries)
         return entry
 
     # ------------------------------------------------------------------ updates
@@ -196,7 +205,8 @@ class OCSPMemoryCache:
         epoch: int,
         now: dt.datetime,
     ) -> bool:
-        """Cache ``entry`` for ``request_der`` (and its ``cert_id``) sent to ``ca_name``.
+        """Cache ``entry`` for ``request_der`` (and its ``cert_id``) sent to ``ca_name``
+        (the bytes are indexed only up to :data:`MAX_INDEXED_REQUEST_BYTES`).
 
         ``serve_until`` is shortened to ``now + revalidate_after``. The fill is dropped
         (returns False) when an eviction happened since ``epoch`` was taken, when the
@@ -230,7 +240,8 @@ class OCSPMemoryCache:
             if entry.cert_status is CertStatus.GOOD and is_revoked is not None and is_revoked(*key):
                 return False
             _bounded_set(self._entries, key, entry, self.max_entries)
-            _bounded_set(self._by_request, (ca_name, request_der), key, 2 * self.max_entries)
+            if len(request_der) <= MAX_INDEXED_REQUEST_BYTES:
+                _bounded_set(self._by_request, (ca_name, request_der), key, 2 * self.max_entries)
             _bounded_set(
                 self._by_cert_id, _cert_id_key(ca_name, cert_id), key, 2 * self.max_entries
             )

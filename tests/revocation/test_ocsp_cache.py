@@ -478,3 +478,72 @@ def test_cache_refuses_stale_unknown_and_other_hash_fills(
     with pytest.raises(ValueError, match="revalidate_after must be positive"):
         OCSPMemoryCache(revalidate_after=dt.timedelta(0))
     assert len(cache) == 0
+
+
+def test_long_request_encodings_are_answered_but_never_kept_in_the_request_index(
+    services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nonce-free SHA-1 request padded to ~15 KB (an unrecognized request extension,
+    RFC 6960 4.4) is a hit through the CertID index, but its bytes are not remembered:
+    40,000 such encodings would otherwise pin ~600 MiB, far past the memory bound."""
+    from revocation import ocsp_cache as ocsp_cache_module
+    from revocation.ocsp import MAX_REQUEST_BYTES
+
+    cache = OCSPMemoryCache(max_entries=1)
+    issuer = issuing_certificate(services)
+    der = ocsp_request_for_serial(7, issuer)
+    cert_id = load_der_ocsp_request(der).cert_id
+    assert cache.put("ca", der, cert_id, _entry(7, clock), epoch=0, now=clock())
+
+    def padded(tag: int) -> bytes:
+        padding_value = b"\x04\x82\x3a\x98" + tag.to_bytes(4, "big") + b"x" * 14996
+        return (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate_by_hash(
+                cert_id.issuer_name_hash,
+                cert_id.issuer_key_hash,
+                7,
+                hashes.SHA1(),  # noqa: S303 - RFC 5019 CertID
+            )
+            .add_extension(
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), padding_value
+                ),
+                critical=False,
+            )
+            .build()
+            .public_bytes(serialization.Encoding.DER)
+        )
+
+    parses = 0
+    real_parse = load_der_ocsp_request
+
+    def counting_parse(request_der: bytes) -> Any:
+        nonlocal parses
+        parses += 1
+        return real_parse(request_der)
+
+    monkeypatch.setattr(ocsp_cache_module, "load_der_ocsp_request", counting_parse)
+    long_request = padded(1)
+    assert len(long_request) == 15103
+    assert len(long_request) <= MAX_REQUEST_BYTES
+    assert len(long_request) > ocsp_cache_module.MAX_INDEXED_REQUEST_BYTES
+    for _ in range(3):
+        held = cache.lookup("ca", long_request, clock())
+        assert held is not None and held.der == b"\x07"
+    assert parses == 3  # parsed every time: never indexed by its bytes
+    short = asn1_ocsp.OCSPRequest.load(der)
+    short["tbs_request"]["requestor_name"] = asn1_x509.GeneralName(
+        name="dns_name", value="clinic.example"
+    )
+    other = short.dump(force=True)
+    assert len(other) <= ocsp_cache_module.MAX_INDEXED_REQUEST_BYTES
+    for _ in range(3):
+        held = cache.lookup("ca", other, clock())
+        assert held is not None and held.der == b"\x07"
+    assert parses == 4  # a short encoding is parsed once, then found by its bytes
+    # A long request filled through the database path is not indexed by its bytes either.
+    filled = OCSPMemoryCache(max_entries=1)
+    assert filled.put("ca", padded(2), cert_id, _entry(7, clock), epoch=0, now=clock())
+    assert filled.lookup("ca", padded(2), clock()) is not None
+    assert parses == 5
