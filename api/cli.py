@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from api.notify import Notification, notify_siblings
 from api.services import build_services
 from api.settings import Settings, SettingsError
 from ca import lint
@@ -139,6 +140,16 @@ def cmd_officer_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify_workers(settings: Settings, *kinds: Notification) -> None:
+    """After this command's commits: wake the ``ehrca serve`` workers of this instance
+    (``api.notify``), so they see its revocations/CRLs in milliseconds, not at the
+    next poll. Best effort; off with ``EHRCA_WORKER_NOTIFY=false``."""
+    if settings.worker_notify:
+        from api.server import notify_directory
+
+        notify_siblings(notify_directory(settings), *kinds)
+
+
 def cmd_crl_publish(_args: argparse.Namespace) -> int:
     """Re-sign every CA's CRL (and partitions) now; one ``crl.published`` audit event each."""
     services = build_services(Settings())
@@ -156,6 +167,7 @@ def cmd_crl_publish(_args: argparse.Namespace) -> int:
                     f"{row.issuer.name}{scope}: CRL number {row.crl_number}, "
                     f"nextUpdate {next_update}"
                 )
+        _notify_workers(services.settings, Notification.CRL)
     finally:
         services.dispose()
     return 0
@@ -224,6 +236,7 @@ def cmd_tasks_run(args: argparse.Namespace) -> int:
     services = build_services(Settings())
     try:
         results = run_tasks(services, set(args.only) if args.only else None)
+        _notify_workers(services.settings, Notification.REVOCATION, Notification.CRL)
     finally:
         services.dispose()
     for name, summary in results:

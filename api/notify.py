@@ -59,6 +59,7 @@ __all__ = [
     "Notification",
     "NotifyDirectoryError",
     "WorkerNotifier",
+    "notify_siblings",
 ]
 
 log = logging.getLogger("ehrca.notify")
@@ -337,6 +338,32 @@ class WorkerNotifier:
 
 
 T = TypeVar("T")
+
+
+def notify_siblings(directory: Path, *kinds: Notification) -> int:
+    """Send-only, for a process that is not a worker (the CLI, after its commits): tell
+    every worker bound in ``directory`` about each of ``kinds``; never raises.
+
+    Binds a :class:`WorkerNotifier` for the duration of the call (the directory checks
+    of :meth:`WorkerNotifier.open` apply) and removes it again. Does nothing when the
+    directory does not exist (no worker ever ran here); a failure is logged, and the
+    workers' poll still picks the change up.
+
+    Returns:
+        How many datagrams were delivered.
+    """
+    if not Path(directory).is_dir():
+        return 0
+    notifier = WorkerNotifier(directory)
+    try:
+        notifier.open()
+    except OSError as exc:
+        log.warning("cannot notify the workers in %s: %s", directory, exc)
+        return 0
+    try:
+        return sum(notifier.notify(kind) for kind in kinds)
+    finally:
+        notifier.close()
 
 
 class CoalescedJob(Generic[T]):

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from time import monotonic
 
 import uvicorn
 from cryptography import x509
@@ -50,6 +51,9 @@ log = logging.getLogger("ehrca.server")
 #: Default seconds between two polls of the database by each worker (the fallback
 #: behind the sibling notifications); ``EHRCA_STATUS_POLL_SECONDS`` sets it.
 STATUS_POLL_SECONDS: float = Settings.model_fields["status_poll_seconds"].default
+#: :meth:`ListenerSync.is_current` holds while the last successful status refresh
+#: started at most this many poll intervals ago (two late polls are tolerated).
+CURRENT_POLLS = 3
 
 
 def build_mtls_context(services: Services) -> ssl.SSLContext:
@@ -163,6 +167,7 @@ class ListenerSync:
         self.notifier = notifier
         self.poll_seconds = poll_seconds
         self.crl_version = -1
+        self._refreshed_at: float | None = None  # monotonic() of the last good refresh
         self._swap_lock = threading.Lock()
         self._status_job = CoalescedJob(
             self.refresh_status, name="ehrca-status", on_result=self._after_status
@@ -183,11 +188,25 @@ class ListenerSync:
     def refresh_status(self) -> bool:
         """Load new revocations into the status cache (muted); return True if a CRL
         newer than the loaded context exists. Blocking (two small queries)."""
+        started = monotonic()
         muted = self.notifier.muted() if self.notifier is not None else contextlib.nullcontext()
         with muted, self.services.sessions() as session:
             self.services.revocation_status.refresh(session)
             version = newest_crl_id(session)
+        self._refreshed_at = started
         return version != self.crl_version
+
+    def is_current(self) -> bool:
+        """True if the last successful status refresh started at most
+        :data:`CURRENT_POLLS` poll intervals ago: the status cache then holds every
+        revocation committed before that refresh began. While :meth:`start` is in
+        effect it is ``services.revocation_status_current`` (``/mtls/whoami`` then
+        trusts the cache instead of re-reading the row, :mod:`api.routes.mtls`)."""
+        refreshed_at = self._refreshed_at
+        return (
+            refreshed_at is not None
+            and monotonic() - refreshed_at <= CURRENT_POLLS * self.poll_seconds
+        )
 
     def swap_if_newer(self) -> bool:
         """Swap a fresh SSL context into the holder if a CRL newer than the loaded one
@@ -238,9 +257,11 @@ class ListenerSync:
         if self.notifier is not None:
             self.notifier.attach(loop, self._on_notified)
         self._poller = loop.create_task(self._poll())
+        self.services.revocation_status_current = self.is_current
 
     async def aclose(self) -> None:
         """Stop polling and listening, close the notifier (its socket file goes)."""
+        self.services.revocation_status_current = lambda: False
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

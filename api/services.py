@@ -41,6 +41,10 @@ class Services:
             registers one that swaps in a fresh SSL context).
         ocsp_cache: pre-signed OCSP responses in memory, evicted on every revocation
             :attr:`revocation_status` learns of (``revocation.ocsp_cache``).
+        revocation_status_current: returns True while :attr:`revocation_status` is
+            known to follow the database (the mTLS listener's sync polls successfully,
+            ``api.server.ListenerSync.is_current``); then ``/mtls/whoami`` skips the
+            per-request status query. Default: never (the row is always read).
     """
 
     settings: Settings
@@ -54,6 +58,7 @@ class Services:
     clock: Clock = utc_now
     crl_listeners: list[Callable[[], None]] = field(default_factory=list)
     ocsp_cache: OCSPMemoryCache = field(default_factory=OCSPMemoryCache)
+    revocation_status_current: Callable[[], bool] = field(default=lambda: False)
 
     def __post_init__(self) -> None:
         self.ocsp_cache.follow(self.revocation_status)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import ssl
@@ -527,21 +528,62 @@ def _tls_version_number(version: str | None) -> int | None:
         return None
 
 
+# OpenSSL cipher name -> IANA code, filled on first sight (a name always maps to the
+# same code; TLS 1.3 has five suites, RFC 8446 §B.4).
+_CIPHER_SUITES: dict[str, int] = {}
+
+
 def _cipher_suite_number(ssl_object: ssl.SSLObject) -> int | None:
     """Return the negotiated cipher suite's 16-bit IANA code (``0x1301``, RFC 8446 §B.4).
 
     Python reports only the OpenSSL name; the code comes from
     :meth:`ssl.SSLContext.get_ciphers`, whose ``id`` carries it in its low 16 bits.
+    That list is built once per name, not per connection (:data:`_CIPHER_SUITES`).
     """
     cipher = ssl_object.cipher()
     if cipher is None:
         return None
     name = cipher[0]
+    suite = _CIPHER_SUITES.get(name)
+    if suite is not None:
+        return suite
     for entry in ssl_object.context.get_ciphers():
         if entry["name"] == name:
-            suite: int = entry["id"] & 0xFFFF
+            suite = entry["id"] & 0xFFFF
+            _CIPHER_SUITES[name] = suite
             return suite
     return None
+
+
+#: Client certificates whose PEM and subject :func:`_peer_description` keeps, and
+#: PEM strings whose parsed certificate :func:`_load_pem_certificate` keeps (each
+#: bounded, least recently used out first; an entry is about 2 KiB).
+PEER_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=PEER_CACHE_SIZE)
+def _peer_description(peer_der: bytes) -> tuple[str, str]:
+    """The PEM (RFC 7468) and RFC 4514 subject of a DER certificate, computed once per
+    certificate: a client reconnecting with the same certificate costs a dictionary
+    lookup keyed by its DER (which OpenSSL has already verified), not a parse.
+
+    Raises:
+        ValueError: ``peer_der`` is not a DER certificate (not cached).
+    """
+    certificate = x509.load_der_x509_certificate(peer_der)
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return pem, certificate.subject.rfc4514_string()
+
+
+@functools.lru_cache(maxsize=PEER_CACHE_SIZE)
+def _load_pem_certificate(pem: str) -> x509.Certificate:
+    """Parse a PEM certificate once per distinct PEM string (certificates are
+    immutable, so one object serves every request that presents it).
+
+    Raises:
+        ValueError: not a PEM certificate (not cached: raised again each time).
+    """
+    return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
 def _tls_extension(ssl_object: ssl.SSLObject) -> TLSExtension:
@@ -555,9 +597,8 @@ def _tls_extension(ssl_object: ssl.SSLObject) -> TLSExtension:
     chain: list[str] = []
     name: str | None = None
     if peer_der:
-        certificate = x509.load_der_x509_certificate(peer_der)
-        chain.append(certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"))
-        name = certificate.subject.rfc4514_string()
+        pem, name = _peer_description(peer_der)
+        chain.append(pem)
     return TLSExtension(
         server_cert=None,
         client_cert_chain=chain,
@@ -734,6 +775,9 @@ def client_certificate_from_scope(scope: Mapping[str, Any]) -> x509.Certificate 
         not fill it), no client certificate, or a ``client_cert_error`` (a
         certificate that failed verification is never returned).
 
+    Parsing is cached per PEM string (:func:`_load_pem_certificate`), so the
+    requests of a keep-alive connection share one certificate object.
+
     Raises:
         ValueError: the extension's first chain entry is not a PEM certificate.
     """
@@ -744,4 +788,9 @@ def client_certificate_from_scope(scope: Mapping[str, Any]) -> x509.Certificate 
     leaf = next(iter(tls.get("client_cert_chain") or ()), None)
     if leaf is None:
         return None
-    return x509.load_pem_x509_certificate(leaf.encode("ascii"))
+    if not isinstance(leaf, str):
+        raise ValueError("the client certificate must be a PEM string")
+    try:
+        return _load_pem_certificate(leaf)
+    except UnicodeEncodeError as exc:
+        raise ValueError("the client certificate must be ASCII PEM") from exc

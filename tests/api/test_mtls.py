@@ -569,3 +569,141 @@ def test_revocation_status_cache_alone_refuses(
             )
         ).one()
     assert status is CertificateStatus.ISSUED
+
+
+# ----------------------------------------------------------------------------- (h) caches
+
+
+def _revoke_row_only(services: Services, serial_hex: str) -> None:
+    """Mark the row revoked behind every cache's back (no ``revocations`` row, no
+    ``mark_revoked``): what only a per-request read of the row can see."""
+    with services.sessions() as session:
+        record = session.scalars(
+            select(CertificateRecord).where(CertificateRecord.serial_number == serial_hex)
+        ).one()
+        record.status = CertificateStatus.REVOKED
+        session.commit()
+
+
+def test_identity_is_cached_and_the_row_is_reread_while_the_status_is_not_current(
+    listener: Listener, collected: Collected, services: Services
+) -> None:
+    """Without a running status sync (``revocation_status_current`` false, the
+    default) the row is re-read per request: a revocation the status cache never heard
+    of still refuses the next request on an open keep-alive connection."""
+    certificate = collected.by_csr
+    assert services.revocation_status_current() is False
+    keep_alive = http.client.HTTPSConnection(
+        HOST, listener.port, timeout=TIMEOUT, context=certificate.context()
+    )
+    try:
+        keep_alive.connect()
+        keep_alive.auto_open = 0
+        assert _read(keep_alive).body == certificate.expected
+        assert _read(keep_alive).body == certificate.expected  # from the identity cache
+        _revoke_row_only(services, certificate.serial_hex)
+        _assert_refused(_read(keep_alive), "client_certificate_revoked")
+    finally:
+        keep_alive.close()
+    # A new connection: the handshake passes (no CRL entry), the app refuses.
+    _assert_refused(_get(listener.port, certificate.context()), "client_certificate_revoked")
+
+
+def test_identity_cache_with_a_current_status_refuses_on_the_status_cache(
+    listener: Listener, collected: Collected, services: Services
+) -> None:
+    """With the status cache current, the cached identity is checked against it only:
+    a revocation it learns of (``mark_revoked``, as after the commit of a revocation, or
+    a refresh) refuses the next request on an open connection; a row changed behind its
+    back is not read (that is what ``revocation_status_current`` vouches against)."""
+    certificate, other = collected.by_csr, collected.by_pkcs12
+    services.revocation_status_current = lambda: True
+    keep_alive = http.client.HTTPSConnection(
+        HOST, listener.port, timeout=TIMEOUT, context=certificate.context()
+    )
+    try:
+        keep_alive.connect()
+        keep_alive.auto_open = 0
+        assert _read(keep_alive).body == certificate.expected
+        _revoke_row_only(services, certificate.serial_hex)
+        assert _read(keep_alive).body == certificate.expected  # cached, status trusted
+        with services.sessions() as session:
+            issuer_id = get_authority(session, CARole.ISSUING).id
+        services.revocation_status.mark_revoked(issuer_id, certificate.serial_hex)
+        _assert_refused(_read(keep_alive), "client_certificate_revoked")
+    finally:
+        keep_alive.close()
+    assert _get(listener.port, other.context()).body == other.expected
+
+
+def test_a_certificate_revoked_before_its_first_request_is_not_cached(
+    listener: Listener, collected: Collected, services: Services
+) -> None:
+    certificate = collected.by_csr
+    services.revocation_status_current = lambda: True
+    _revoke_row_only(services, certificate.serial_hex)
+    for _ in range(2):  # refused from the row on each miss, never cached
+        _assert_refused(_get(listener.port, certificate.context()), "client_certificate_revoked")
+
+
+def test_client_identity_cache_is_a_bounded_lru(collected: Collected) -> None:
+    from api.routes.mtls import ClientIdentity, ClientIdentityCache, WhoAmI
+
+    def identity(n: int) -> ClientIdentity:
+        when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        return ClientIdentity(
+            n,
+            1,
+            f"{n:040x}",
+            when,
+            when,
+            WhoAmI(
+                provider_reference=None,
+                service_location=None,
+                service_location_name=None,
+                serial_number=f"{n:040x}",
+                subject="CN=x",
+                not_valid_after=when.isoformat(),
+            ),
+        )
+
+    a, b = collected.by_csr.certificate, collected.by_pkcs12.certificate
+    cache = ClientIdentityCache(maxsize=1)
+    assert cache.get(a) is None
+    cache.put(a, identity(1))
+    assert cache.get(a) == identity(1)
+    cache.put(b, identity(2))
+    assert len(cache) == 1
+    assert cache.get(a) is None
+    assert cache.get(b) == identity(2)
+    with pytest.raises(ValueError, match="maxsize must be at least 1, got 0"):
+        ClientIdentityCache(maxsize=0)
+
+
+def test_client_certificate_from_scope_parses_a_pem_once(collected: Collected) -> None:
+    from api.tls import client_certificate_from_scope
+
+    pem = collected.by_csr.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    pem_copy = "".join(list(pem))  # an equal string, not the same object
+
+    def scope(leaf: object) -> dict[str, Any]:
+        return {"extensions": {"tls": {"client_cert_chain": [leaf], "client_cert_error": None}}}
+
+    first = client_certificate_from_scope(scope(pem))
+    assert first == collected.by_csr.certificate
+    assert client_certificate_from_scope(scope(pem_copy)) is first
+    with pytest.raises(ValueError, match="must be a PEM string"):
+        client_certificate_from_scope(scope(b"bytes"))
+    with pytest.raises(ValueError, match="must be ASCII PEM"):
+        client_certificate_from_scope(scope("é"))
+
+
+def test_peer_description_is_cached_by_der(collected: Collected) -> None:
+    from api.tls import _peer_description
+
+    certificate = collected.by_csr.certificate
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    pem, name = _peer_description(der)
+    assert pem == certificate.public_bytes(serialization.Encoding.PEM).decode()
+    assert name == certificate.subject.rfc4514_string()
+    assert _peer_description(bytes(bytearray(der)))[0] is pem

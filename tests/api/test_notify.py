@@ -435,3 +435,31 @@ def test_a_revocation_reaches_the_sibling_worker_without_polling(
         sibling.stop()
         notifier.close()
     assert os.listdir(notify_directory(settings)) == []
+
+
+def test_socket_named_symlinks_and_directories_are_left_alone(
+    pair: tuple[WorkerNotifier, WorkerNotifier], tmp_path: Path
+) -> None:
+    """Entries named like sockets that are not (a dangling symlink, a symlink to a
+    regular file, a directory) are neither deleted nor counted as delivered, also
+    when a new notifier sweeps the directory at open."""
+    first, second = pair
+    directory = first.directory
+    (tmp_path / "plain").write_text("x")
+    (directory / "2-00000000.sock").symlink_to(tmp_path / "nowhere.sock")
+    (directory / "3-00000000.sock").symlink_to(tmp_path / "plain")
+    (directory / "4-00000000.sock").mkdir()
+    assert first.notify(Notification.REVOCATION) == 1
+    assert second.receive() == {Notification.REVOCATION}
+    third = WorkerNotifier(directory)
+    third.open()
+    try:
+        assert third.notify(Notification.CRL) == 2
+        assert first.receive() == {Notification.CRL}
+        assert second.receive() == {Notification.CRL}
+    finally:
+        third.close()
+    assert sorted(os.listdir(directory)) == sorted(
+        ["2-00000000.sock", "3-00000000.sock", "4-00000000.sock", first.name, second.name]
+    )
+    assert (tmp_path / "plain").read_text() == "x"
