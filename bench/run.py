@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import read_results, results_dir, write_markdown
+from bench.common import alias_figure, read_results, results_dir, write_markdown
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -72,29 +72,6 @@ SCRIPTS: list[tuple[str, list[str], float, list[str]]] = [
 ]
 
 
-#: Figure ids of the issue that a script writes under other names: the issue's id is
-#: filled from the script's figures (the slowest of several), with a note saying so.
-ALIASES: dict[str, list[str]] = {
-    "revoke_to_mtls_refusal_ms": ["revocation.mtls_new_ms", "revocation.mtls_keepalive_ms"],
-    "revoke_to_crl_ms": ["revocation.crl_ms"],
-    "revoke_to_ocsp_ms": ["revocation.ocsp_ms"],
-}
-
-
-def _alias(data: dict[str, dict[str, object]], figure_id: str) -> dict[str, object] | None:
-    found = [(name, data[name]) for name in ALIASES.get(figure_id, []) if name in data]
-    found = [(n, f) for n, f in found if isinstance(f.get("median"), int | float)]
-    if not found:
-        return None
-    name, figure = max(found, key=lambda item: float(item[1]["median"]))  # type: ignore[arg-type]
-    note = f"copied from `{name}`" + (
-        f" (the slowest of {', '.join(f'`{n}`' for n, _ in found)})" if len(found) > 1 else ""
-    )
-    if figure.get("note"):
-        note += f": {figure['note']}"
-    return {**figure, "note": note}
-
-
 def _null(reason: str, command: str) -> dict[str, object]:
     return {
         "median": None,
@@ -139,7 +116,7 @@ def main() -> int:
     data = read_results()
     for script, _args, _budget, ids in SCRIPTS:
         for figure_id in ids:
-            if figure_id not in data and (alias := _alias(data, figure_id)) is not None:
+            if figure_id not in data and (alias := alias_figure(data, figure_id)) is not None:
                 data[figure_id] = alias
             if figure_id not in data:
                 reason = failures.get(script, f"bench/{script} did not produce it")
