@@ -3,18 +3,22 @@ sub-millisecond CPU work inline on the event loop, the writes group-committed.
 
 Per request, on the event loop (no thread hop): the CSR checks (``issuance.csr``), one
 ``SELECT`` for token, application, location, download code, block list and active
-issuing CA (``registration.collection``), the idempotency replay look-up when an
-``Idempotency-Key`` is given, and pipeline steps 1-4 (request checks, build, certificate
-checks over the throwaway-signed draft, pkilint when configured). The errors, and their
+issuing CA (``registration.collection``, on a pooled driver connection), the
+idempotency replay look-up when an ``Idempotency-Key`` is given, and pipeline steps
+1-4 (request checks, build, certificate checks over the throwaway-signed draft, pkilint
+when configured). The errors, and their
 order, are those of the ordinary path (``issuance.service.collect_with_csr`` behind
 ``get_application``/``approved_location``).
 
 Then the request joins this process's batch: one thread per process runs
-``issuance.batch.reserve_sign_store`` over every collection that arrived while the
+``issuance.batch.collect_batch`` over every collection that arrived while the
 previous batch ran (at most :data:`MAX_BATCH`), so N concurrent collections cost two
 commits instead of 3N, and one head lock of the audit chain instead of N. A response
 leaves only after the commit that stored its certificate. No timer: a lone request is
-committed at once.
+committed at once. A batch whose transaction a concurrent one aborts (PostgreSQL
+deadlock or serialization failure, SQLite lock timeout) is run again, then each
+collection alone; one that still cannot get through answers 503 ``database_busy`` with
+``Retry-After``, with nothing of it kept (never a 500).
 
 Per-process caches (the CA does not change per request): the issuing CA's
 :class:`ca.service.Signer` (row, parsed certificate, loaded key) and each issuer's chain.
@@ -51,7 +55,7 @@ from ca.service import (
     prepare_certificate,
     record_refusal,
 )
-from issuance.batch import PendingCollection, StoredCertificate, reserve_sign_store
+from issuance.batch import PendingCollection, StoredCertificate, collect_batch
 from issuance.codes import hash_download_code
 from issuance.csr import CheckedCSR, check_csr
 from issuance.errors import (
@@ -168,16 +172,15 @@ class CSRCollector:
             checked = check_csr(csr)
         except IssuanceError as exc:
             csr_error = exc
-        with self._services.engine.connect() as connection:
-            target = collection_target(
-                connection,
-                token_sha256=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest(),
-                reference=reference,
-                number=number,
-                code_sha256=hash_download_code(download_code),
-                spki_sha256=spki_sha256(checked.public_key) if checked else b"",
-                now=now,
-            )
+        target = collection_target(
+            self._services.engine,
+            token_sha256=hashlib.sha256(token.encode("utf-8", "replace")).hexdigest(),
+            reference=reference,
+            number=number,
+            code_sha256=hash_download_code(download_code),
+            spki_sha256=spki_sha256(checked.public_key) if checked else b"",
+            now=now,
+        )
         if target.location is None:
             return None
         location = target.location
@@ -299,14 +302,14 @@ class CSRCollector:
     def _batch(
         self, items: list[tuple[PendingCollection, Signer]]
     ) -> list[StoredCertificate | Exception]:
-        """Run in the batch thread: one :func:`reserve_sign_store` per signer (one,
-        unless the issuing CA changed while the batch gathered)."""
+        """Run in the batch thread: one :func:`issuance.batch.collect_batch` per signer
+        (one, unless the issuing CA changed while the batch gathered). A transaction
+        conflict is retried there and ends as that collection's ``DatabaseBusy`` (503)."""
         results: list[StoredCertificate | Exception | None] = [None] * len(items)
         signers = {id(signer): signer for _, signer in items}
         for key, signer in signers.items():
             indexes = [i for i, (_, s) in enumerate(items) if id(s) == key]
-            with self._services.sessions() as session:
-                done = reserve_sign_store(session, signer, [items[i][0] for i in indexes])
+            done = collect_batch(self._services.sessions, signer, [items[i][0] for i in indexes])
             for i, result in zip(indexes, done, strict=True):
                 results[i] = result
         return [r if r is not None else RuntimeError("not processed") for r in results]

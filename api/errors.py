@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ca.errors import DomainError, ErrorCategory
+from db.session import is_transaction_conflict
 
 log = logging.getLogger("ehrca.api")
 
@@ -67,7 +68,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
-        return problem(STATUS_BY_CATEGORY[exc.category], exc.code, exc.message, **exc.detail)
+        response = problem(STATUS_BY_CATEGORY[exc.category], exc.code, exc.message, **exc.detail)
+        if "retry_after" in exc.detail:  # RFC 9110 section 10.2.3, seconds
+            response.headers["Retry-After"] = str(int(exc.detail["retry_after"]))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,5 +92,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transaction_conflict(exc):  # a race the request lost, not a bug: retryable
+            log.warning("transaction conflict on %s %s", request.method, request.url.path)
+            response = problem(
+                503, "database_busy", "the database is busy; try again", retry_after=1
+            )
+            response.headers["Retry-After"] = "1"
+            return response
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "an unexpected error occurred")

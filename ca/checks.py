@@ -36,9 +36,10 @@ Boulder ``ca/ca.go`` (issuePrecertificateInner) and ``linter/``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asn1crypto.keys
@@ -67,6 +68,8 @@ PRINTABLE_STRING_TAG: Final = 0x13
 UTF8_STRING_TAG: Final = 0x0C
 #: RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on.
 GENERALIZED_TIME_FROM_YEAR: Final = 2050
+UTC_TIME_TAG: Final = 0x17
+GENERALIZED_TIME_TAG: Final = 0x18
 
 
 class CheckFailed(ValueError):
@@ -111,30 +114,192 @@ class CertificateRequest:
     subject_alt_names: tuple[str, ...] = ()
 
 
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """The DER element at ``data[pos:end]``: ``(tag, content start, content end)``.
+
+    Only what X.690 DER allows for the TBSCertificate's top-level fields: a low tag
+    number (one octet), a definite length in the fewest octets (short form below 128,
+    no leading zero octet in the long form), inside ``end``.
+
+    Raises:
+        CheckFailed: any other encoding (an encoding bug of the builder).
+    """
+    if pos + 2 > end:
+        raise CheckFailed("truncated DER element in the TBSCertificate")
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise CheckFailed("unexpected high-tag-number DER element in the TBSCertificate")
+    start = pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or start + count > end or data[start] == 0:
+            raise CheckFailed("non-DER length in the TBSCertificate (X.690 10.1)")
+        length = int.from_bytes(data[start : start + count], "big")
+        if length < 0x80:
+            raise CheckFailed("non-DER length in the TBSCertificate (X.690 10.1)")
+        start += count
+    if start + length > end:
+        raise CheckFailed("truncated DER element in the TBSCertificate")
+    return tag, start, start + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The elements inside ``data[start:end]``: ``(tag, element start, content start,
+    content end)`` each."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, content, after = _tlv(data, pos, end)
+        out.append((tag, pos, content, after))
+        pos = after
+    return out
+
+
+def _dotted(oid: bytes) -> str:
+    """An OBJECT IDENTIFIER's content octets as dotted text (X.690 8.19)."""
+    arcs: list[int] = []
+    value = 0
+    for octet in oid:
+        value = (value << 7) | (octet & 0x7F)
+        if not octet & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        return ""
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+@dataclass(frozen=True, slots=True)
+class TBSFields:
+    """The encoded TBSCertificate fields the encoding-level checks read (RFC 5280 4.1),
+    located by a strict DER walk over ``tbs_certificate_bytes`` (:func:`_tlv`) instead
+    of a full asn1crypto parse of the certificate.
+
+    Attributes:
+        issuer: the issuer Name element (tag, length, content), as encoded.
+        serial_contents: the serialNumber INTEGER's content octets.
+        times: ``(tag, content)`` of notBefore and notAfter (0x17 UTCTime, 0x18
+            GeneralizedTime).
+        subject_values: ``(attribute type OID dotted, value tag)`` of each subject
+            AttributeTypeAndValue, in order.
+        spki: the SubjectPublicKeyInfo element, as encoded.
+        public_key_bits: the subjectPublicKey BIT STRING's content octets (the first is
+            the count of unused bits).
+    """
+
+    issuer: bytes
+    serial_contents: bytes
+    times: tuple[tuple[int, bytes], tuple[int, bytes]]
+    subject_values: tuple[tuple[str, int], ...]
+    spki: bytes
+    public_key_bits: bytes
+
+    @classmethod
+    def parse(cls, tbs: bytes) -> TBSFields:
+        """Walk ``tbs`` (a DER TBSCertificate).
+
+        Raises:
+            CheckFailed: not a DER TBSCertificate of the RFC 5280 4.1 shape.
+        """
+        tag, start, end = _tlv(tbs, 0, len(tbs))
+        if tag != 0x30 or end != len(tbs):
+            raise CheckFailed("the TBSCertificate is not one DER SEQUENCE")
+        fields = _children(tbs, start, end)
+        if fields and fields[0][0] == 0xA0:  # [0] EXPLICIT version
+            fields = fields[1:]
+        if len(fields) < 6:
+            raise CheckFailed("the TBSCertificate lacks required fields, RFC 5280 4.1")
+        serial, _algorithm, issuer, validity, subject, spki = fields[:6]
+        expected_tags = (0x02, 0x30, 0x30, 0x30, 0x30, 0x30)
+        if tuple(f[0] for f in fields[:6]) != expected_tags:
+            raise CheckFailed("the TBSCertificate fields are not in RFC 5280 4.1 order")
+        times = _children(tbs, validity[2], validity[3])
+        if len(times) != 2:
+            raise CheckFailed("validity must hold notBefore and notAfter, RFC 5280 4.1.2.5")
+        values: list[tuple[str, int]] = []
+        for rdn_tag, _, rdn_start, rdn_end in _children(tbs, subject[2], subject[3]):
+            if rdn_tag != 0x31:
+                raise CheckFailed("a subject RDN is not a SET, RFC 5280 4.1.2.6")
+            for atv_tag, _, atv_start, atv_end in _children(tbs, rdn_start, rdn_end):
+                parts = _children(tbs, atv_start, atv_end)
+                if atv_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06:
+                    raise CheckFailed("a subject attribute is not (type, value), RFC 5280 4.1.2.4")
+                values.append((_dotted(tbs[parts[0][2] : parts[0][3]]), parts[1][0]))
+        key_parts = _children(tbs, spki[2], spki[3])
+        if len(key_parts) != 2 or key_parts[1][0] != 0x03:
+            raise CheckFailed("the SubjectPublicKeyInfo is not (algorithm, BIT STRING)")
+        return cls(
+            issuer=tbs[issuer[1] : issuer[3]],
+            serial_contents=tbs[serial[2] : serial[3]],
+            times=(
+                (times[0][0], tbs[times[0][2] : times[0][3]]),
+                (times[1][0], tbs[times[1][2] : times[1][3]]),
+            ),
+            subject_values=tuple(values),
+            spki=tbs[spki[1] : spki[3]],
+            public_key_bits=tbs[key_parts[1][2] : key_parts[1][3]],
+        )
+
+
 @dataclass(frozen=True)
 class BuiltCertificate:
     """A built certificate (throwaway-signed) as the certificate checks see it.
 
+    Which checks read what: the encoding-level checks (issuer bytes, subject string
+    tags, time types, serial octets, SKI over the BIT STRING, certified SPKI) read the
+    encoded TBSCertificate through :attr:`fields` (a strict DER walk of the bytes
+    that are signed); the extension checks read cryptography's parse of the same DER.
+    Nothing is taken from the builder's inputs.
+
     Attributes:
         certificate: parsed by cryptography.
-        der: its DER encoding.
-        asn1: parsed by asn1crypto, for the encoding-level checks (string and time tags).
+        fields: :class:`TBSFields` of ``certificate.tbs_certificate_bytes``.
     """
 
     certificate: x509.Certificate
-    der: bytes
-    asn1: Any = field(repr=False)
+    fields: TBSFields
 
     @classmethod
     def from_certificate(cls, certificate: x509.Certificate) -> BuiltCertificate:
-        """Wrap ``certificate`` (parses its DER once with asn1crypto)."""
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        return cls(certificate, der, asn1crypto.x509.Certificate.load(der))
+        """Wrap ``certificate`` (walks its TBSCertificate once).
+
+        Raises:
+            CheckFailed: the TBSCertificate is not DER of the RFC 5280 4.1 shape.
+        """
+        return cls(certificate, TBSFields.parse(certificate.tbs_certificate_bytes))
+
+    @functools.cached_property
+    def der(self) -> bytes:
+        """The certificate's DER encoding."""
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @functools.cached_property
+    def asn1(self) -> Any:
+        """The certificate parsed by asn1crypto (for tests and diagnostics only)."""
+        return asn1crypto.x509.Certificate.load(self.der)
 
     @property
     def tbs(self) -> Any:
-        """The asn1crypto ``tbs_certificate``."""
+        """The asn1crypto ``tbs_certificate`` (for tests and diagnostics only)."""
         return self.asn1["tbs_certificate"]
+
+
+@functools.lru_cache(maxsize=16)
+def _subject_bytes(issuer: x509.Certificate) -> bytes:
+    """An issuer certificate's subject Name element as encoded in its own TBS (the
+    issuing CA changes rarely: cached by certificate, which hashes by its DER)."""
+    tbs = issuer.tbs_certificate_bytes
+    _tag, start, end = _tlv(tbs, 0, len(tbs))
+    fields = _children(tbs, start, end)
+    if fields and fields[0][0] == 0xA0:
+        fields = fields[1:]
+    if len(fields) < 6 or fields[4][0] != 0x30:
+        raise CheckFailed("the issuer certificate's TBSCertificate has no subject Name")
+    subject = fields[4]
+    return tbs[subject[1] : subject[3]]
 
 
 RequestCheck = Callable[[CertificateRequest], None]
@@ -245,10 +410,7 @@ REQUEST_CHECKS: Final[tuple[RequestCheck, ...]] = (
 def check_issuer_name_copied(request: CertificateRequest, built: BuiltCertificate) -> None:
     """The issuer field is byte-identical to the issuer certificate's subject (RFC 5280
     4.1.2.4: name chaining compares them, so it is copied, never re-encoded)."""
-    issuer_subject = asn1crypto.x509.Certificate.load(
-        request.issuer.certificate.public_bytes(serialization.Encoding.DER)
-    )["tbs_certificate"]["subject"].dump()
-    if built.tbs["issuer"].dump() != issuer_subject:
+    if built.fields.issuer != _subject_bytes(request.issuer.certificate):
         raise CheckFailed("the issuer name differs from the issuer certificate's subject bytes")
 
 
@@ -275,7 +437,7 @@ def check_subject_key_identifier(request: CertificateRequest, built: BuiltCertif
     ski = _extension(built.certificate, x509.SubjectKeyIdentifier)
     if ski is None or ski.critical:
         raise CheckFailed("subjectKeyIdentifier must be present and non-critical, RFC 5280 4.2.1.2")
-    bits: bytes = built.tbs["subject_public_key_info"]["public_key"].contents
+    bits = built.fields.public_key_bits
     expected = hashlib.sha1(bits[1:]).digest()  # noqa: S324 - RFC 5280 4.2.1.2 method 1
     if ski.value.digest != expected:
         raise CheckFailed(
@@ -294,27 +456,40 @@ def check_validity_inside_issuer(request: CertificateRequest, built: BuiltCertif
         raise CheckFailed("notAfter is after the issuer's notAfter")
 
 
+def _time_year(tag: int, text: bytes) -> int:
+    """The year of an encoded Time: UTCTime ``YYMMDDHHMMSSZ`` (YY 50-99 is 19YY, 00-49
+    20YY, RFC 5280 4.1.2.5.1) or GeneralizedTime ``YYYYMMDDHHMMSSZ`` (4.1.2.5.2).
+
+    Raises:
+        CheckFailed: another tag, or not the RFC 5280 form (digits, ``Z``).
+    """
+    size = {UTC_TIME_TAG: 13, GENERALIZED_TIME_TAG: 15}.get(tag)
+    if size is None or len(text) != size or text[-1:] != b"Z" or not text[:-1].isdigit():
+        raise CheckFailed("a validity time is not UTCTime or GeneralizedTime in Zulu, 4.1.2.5")
+    if tag == GENERALIZED_TIME_TAG:
+        return int(text[:4])
+    short = int(text[:2])
+    return 1900 + short if short >= 50 else 2000 + short
+
+
 def check_time_encoding(request: CertificateRequest, built: BuiltCertificate) -> None:
     """UTCTime for years through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5)."""
-    for name in ("not_before", "not_after"):
-        time = built.tbs["validity"][name]
-        year = time.native.year
+    for name, (tag, text) in zip(("not_before", "not_after"), built.fields.times, strict=True):
+        year = _time_year(tag, text)
         expected = "general_time" if year >= GENERALIZED_TIME_FROM_YEAR else "utc_time"
-        if time.name != expected:
+        actual = "general_time" if tag == GENERALIZED_TIME_TAG else "utc_time"
+        if actual != expected:
             raise CheckFailed(f"{name} in {year} must be {expected}, RFC 5280 4.1.2.5")
 
 
 def check_subject_string_types(request: CertificateRequest, built: BuiltCertificate) -> None:
     """countryName and serialNumber are PrintableString, every other subject attribute
     UTF8String (RFC 5280 4.1.2.6; 4.1.2.4 asks for UTF8String in new certificates)."""
-    for rdn in built.tbs["subject"].chosen:
-        for atv in rdn:
-            oid = atv["type"].dotted
-            tag = atv["value"].dump()[0]
-            expected = PRINTABLE_STRING_TAG if oid in PRINTABLE_ATTRIBUTES else UTF8_STRING_TAG
-            if tag != expected:
-                kind = "PrintableString" if expected == PRINTABLE_STRING_TAG else "UTF8String"
-                raise CheckFailed(f"subject attribute {oid} must be a {kind}")
+    for oid, tag in built.fields.subject_values:
+        expected = PRINTABLE_STRING_TAG if oid in PRINTABLE_ATTRIBUTES else UTF8_STRING_TAG
+        if tag != expected:
+            kind = "PrintableString" if expected == PRINTABLE_STRING_TAG else "UTF8String"
+            raise CheckFailed(f"subject attribute {oid} must be a {kind}")
 
 
 def check_basic_constraints(request: CertificateRequest, built: BuiltCertificate) -> None:
@@ -349,19 +524,24 @@ def check_extended_key_usage(request: CertificateRequest, built: BuiltCertificat
 
 
 def check_public_key_matches(request: CertificateRequest, built: BuiltCertificate) -> None:
-    """The certified SubjectPublicKeyInfo is the requested key's."""
+    """The certified SubjectPublicKeyInfo, as encoded, is the requested key's DER
+    SubjectPublicKeyInfo (RFC 5280 4.1.2.7)."""
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if built.certificate.public_key().public_bytes(der, spki) != request.public_key.public_bytes(
-        der, spki
-    ):
+    if built.fields.spki != request.public_key.public_bytes(serialization.Encoding.DER, spki):
         raise CheckFailed("the certified public key is not the requested one")
 
 
 def check_serial_number_encoding(request: CertificateRequest, built: BuiltCertificate) -> None:
     """The serial is the requested one, positive, at most 20 content octets (4.1.2.2)."""
-    serial = built.tbs["serial_number"]
-    if serial.native != request.serial_number or serial.native <= 0 or len(serial.contents) > 20:
+    contents = built.fields.serial_contents
+    value = int.from_bytes(contents, "big", signed=True)
+    # X.690 8.3.2: no leading 0x00 before a clear high bit, no 0xFF before a set one.
+    minimal = len(contents) == 1 or (
+        len(contents) > 1
+        and not (contents[0] == 0 and contents[1] < 0x80)
+        and not (contents[0] == 0xFF and contents[1] >= 0x80)
+    )
+    if value != request.serial_number or value <= 0 or len(contents) > 20 or not minimal:
         raise CheckFailed("serial number must be positive and at most 20 octets, RFC 5280 4.1.2.2")
 
 

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -42,6 +43,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: (``issuance.batch``), so the fsync (about 2.4 ms on the benchmark machine) is paid
 #: once per batch, not per certificate.
 SQLITE_SYNCHRONOUS = "FULL"
+#: SQLSTATEs of a transaction the server aborted because of a concurrent one: PostgreSQL
+#: ``deadlock_detected`` (40P01) and ``serialization_failure`` (40001), class 40
+#: "Transaction Rollback" (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+#: Nothing of the aborted transaction is kept; running it again may succeed.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+#: SQLite's messages for a lock that outlived ``busy_timeout`` (SQLITE_BUSY, SQLITE_LOCKED:
+#: https://www.sqlite.org/rescode.html#busy).
+_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
 #: Statements on which Python's sqlite3 (legacy transaction control) opens a transaction.
 _SQLITE_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
@@ -124,6 +133,27 @@ class _QueuedWriterConnection(sqlite3.Connection):
             super().close()
         finally:
             self._ehrca_release()
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error from a conflict with a concurrent transaction,
+    which running the transaction again may not meet: PostgreSQL SQLSTATE 40P01
+    (deadlock) or 40001 (serialization failure), see :data:`RETRYABLE_SQLSTATES`, or a
+    SQLite lock that outlived ``busy_timeout``. Other errors (constraint violations,
+    connection loss, programming errors) are ``False``.
+
+    Args:
+        exc: any exception (SQLAlchemy wraps the driver's in ``DBAPIError.orig``).
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        message = str(orig).lower()
+        return any(m in message for m in _SQLITE_BUSY_MESSAGES)
+    return False
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:

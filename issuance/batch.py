@@ -20,13 +20,21 @@ collections in two transactions.
 5. **commit**; only then does any response leave.
 
 A crash between 2 and 5 leaves ``reserved`` rows that ``ca.service.stale_reservations``
-finds, as for a single collection. A database error aborts the whole batch (every
-collection in it gets the error; nothing of it is committed past the last commit).
+finds, as for a single collection. In :func:`reserve_sign_store` a database error
+aborts the whole batch (nothing of it is committed past the last commit).
+:func:`collect_batch` (the API's entry point) runs it with bounded retries of a
+transaction that a concurrent one made fail (deadlock, serialization failure, SQLite
+lock timeout): the batch again, then each collection alone, then
+:class:`DatabaseBusy` (503 with ``Retry-After``) with nothing of it kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -34,10 +42,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Insert, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ca import service as ca_service
 from ca.audit import PendingEvent, record_events
+from ca.errors import ErrorCategory
 from ca.models import CertificateRecord, CertificateStatus
 from ca.serials import serial_to_hex
 from ca.service import (
@@ -47,12 +57,14 @@ from ca.service import (
     PreparedCertificate,
     Signer,
 )
+from db.session import is_transaction_conflict
 from issuance import service as issuance_service
 from issuance.codes import LINK_CERTIFICATE
 from issuance.errors import DownloadCodeExpired, DownloadCodeInvalid, DownloadCodeUsed
 from issuance.models import DownloadCode
 from issuance.service import CLIENT_PROFILE, ApprovedLocation, Supersession
 
+log = logging.getLogger("ehrca.issuance")
 _certificates = cast(Table, CertificateRecord.__table__)
 _codes = cast(Table, DownloadCode.__table__)
 _DER = Encoding.DER
@@ -169,10 +181,108 @@ def _reserve(
     return record_id, claimed.id, supersedes
 
 
+#: A reservation: (item index, certificate row id, download code row id, supersedes).
+_Reserved = tuple[int, int, int, tuple[Supersession, ...]]
+
+
+def _reserve_all(
+    session: Session,
+    signer: Signer,
+    items: list[PendingCollection],
+    indexes: list[int],
+    results: list[StoredCertificate | Exception | None],
+) -> list[_Reserved]:
+    """Steps 1-2 for ``items[i]``, ``i`` in ``indexes``: claim and reserve in the fixed
+    lock order, link the codes, **commit**. Per-item refusals go into ``results``;
+    returns a :data:`_Reserved` for each reservation. A database error
+    propagates with the transaction rolled back (nothing of it kept)."""
+    order = sorted(indexes, key=lambda i: (items[i].scoped_key or "", items[i].download_code))
+    reserved: list[_Reserved] = []
+    links: list[dict[str, object]] = []
+    try:
+        for index in order:
+            outcome = _reserve(session, signer, items[index])
+            if isinstance(outcome, Exception):
+                results[index] = outcome
+            else:
+                record_id, code_id, supersedes = outcome
+                reserved.append((index, record_id, code_id, supersedes))
+                links.append({"b_id": code_id, "b_certificate": record_id})
+        if links:
+            session.connection().execute(LINK_CERTIFICATE, links)
+        session.commit()  # record before sign: reservations and claims are durable
+    except BaseException:
+        session.rollback()
+        raise
+    return reserved
+
+
+_Stored = tuple[list[dict[str, object]], list[PendingEvent]]
+
+
+def _sign_all(
+    signer: Signer,
+    items: list[PendingCollection],
+    reserved: list[_Reserved],
+    results: list[StoredCertificate | Exception | None],
+) -> _Stored:
+    """Step 3: sign each reservation; returns the parameters of step 4 (store rows and
+    audit events). Results are set here; a signature whose TBS differs from the recorded
+    one is ``signed_certificate_mismatch`` (its row stays reserved, revocable)."""
+    stored: list[dict[str, object]] = []
+    events: list[PendingEvent] = []
+    for index, record_id, _code_id, supersedes in reserved:
+        item = items[index]
+        # Through ca.service, the pipeline's named step (tests make it fail there).
+        certificate = ca_service.sign_reserved_certificate(item.prepared.builder, signer.key)
+        if certificate.tbs_certificate_bytes != item.prepared.draft.tbs_certificate_bytes:
+            results[index] = CAError(
+                "signed certificate differs from the recorded to-be-signed certificate",
+                code="signed_certificate_mismatch",
+            )
+            continue
+        serial = serial_to_hex(certificate.serial_number)
+        stored.append(
+            {"b_id": record_id, "b_der": certificate.public_bytes(_DER), "b_issued_at": item.now}
+        )
+        events.append(
+            PendingEvent(
+                "certificate.issued",
+                actor=item.location.provider_reference,
+                now=item.now,
+                subject=serial,
+                details={
+                    "profile": CLIENT_PROFILE,
+                    "service_location": item.location.number,
+                    "key_generated_by_ca": False,
+                    "subject_dn": certificate.subject.rfc4514_string(),
+                },
+            )
+        )
+        results[index] = StoredCertificate(record_id, serial, certificate, supersedes)
+    return stored, events
+
+
+def _store_all(
+    session: Session, stored: list[dict[str, object]], events: list[PendingEvent]
+) -> None:
+    """Steps 4-5: store the signed rows, append their audit events, **commit** (rolled
+    back on any error)."""
+    try:
+        if stored:
+            session.connection().execute(STORE_SIGNED, stored)
+            record_events(session, events)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
 def reserve_sign_store(
     session: Session, signer: Signer, items: list[PendingCollection]
 ) -> list[StoredCertificate | Exception]:
-    """Reserve, sign and store ``items`` with two commits (see the module docstring).
+    """Reserve, sign and store ``items`` with two commits (see the module docstring), one
+    attempt, no retry (:func:`collect_batch` retries).
 
     Returns:
         One entry per item, in order: its :class:`StoredCertificate`, or the error for
@@ -185,64 +295,169 @@ def reserve_sign_store(
             and no item is issued.
     """
     results: list[StoredCertificate | Exception | None] = [None] * len(items)
-    order = sorted(
-        range(len(items)), key=lambda i: (items[i].scoped_key or "", items[i].download_code)
+    reserved = _reserve_all(session, signer, items, list(range(len(items))), results)
+    stored, events = _sign_all(signer, items, reserved, results)
+    _store_all(session, stored, events)
+    return [r if r is not None else RuntimeError("not processed") for r in results]
+
+
+class DatabaseBusy(CAError):
+    """The database kept aborting this collection's transaction because of concurrent
+    ones (deadlock or serialization failure, SQLite lock timeout) after the retries of
+    :func:`collect_batch`; nothing of the collection is kept (its download code is
+    unused). HTTP 503 with ``Retry-After`` (RFC 9110 section 10.2.3): try again."""
+
+    code = "database_busy"
+    category = ErrorCategory.UNAVAILABLE
+
+
+#: Attempts of a whole batch's reservation transaction, then of each collection alone.
+BATCH_ATTEMPTS = 3
+ALONE_ATTEMPTS = 3
+#: Attempts of the store transaction (step 4-5) before the reservations are released.
+STORE_ATTEMPTS = 5
+#: Seconds a client is told to wait (``Retry-After``) after :class:`DatabaseBusy`.
+RETRY_AFTER_S = 1
+
+
+def _busy() -> DatabaseBusy:
+    return DatabaseBusy(
+        "the database is busy with concurrent issuance; try again",
+        retry_after=RETRY_AFTER_S,
     )
-    reserved: list[tuple[int, int, tuple[Supersession, ...]]] = []
-    links: list[dict[str, object]] = []
-    try:
-        for index in order:
-            outcome = _reserve(session, signer, items[index])
-            if isinstance(outcome, Exception):
-                results[index] = outcome
+
+
+_JITTER = random.SystemRandom()
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep a jittered 2-10 ms times ``attempt`` (1-based) so racing batches part."""
+    time.sleep(_JITTER.uniform(0.002, 0.010) * attempt)
+
+
+def _reserve_retrying(
+    sessions: Callable[[], Session],
+    signer: Signer,
+    items: list[PendingCollection],
+    indexes: list[int],
+    results: list[StoredCertificate | Exception | None],
+    attempts: int,
+) -> list[_Reserved] | None:
+    """:func:`_reserve_all` up to ``attempts`` times while it fails with a transaction
+    conflict (``db.session.is_transaction_conflict``); ``None`` if every attempt did."""
+    for attempt in range(1, attempts + 1):
+        scratch: list[StoredCertificate | Exception | None] = [None] * len(items)
+        try:
+            with sessions() as session:
+                reserved = _reserve_all(session, signer, items, indexes, scratch)
+        except DBAPIError as exc:
+            if not is_transaction_conflict(exc):
+                raise
+            log.warning(
+                "issuance batch of %d: transaction conflict (attempt %d)", len(indexes), attempt
+            )
+            if attempt < attempts:
+                _backoff(attempt)
+            continue
+        for index in indexes:
+            results[index] = scratch[index]
+        return reserved
+    return None
+
+
+def _release(sessions: Callable[[], Session], reserved: list[tuple[int, int]]) -> None:
+    """Undo what a reservation held that a client could want again, after its store
+    failed for good: the download code is unused again and the row's idempotency key
+    is freed. The row itself stays ``reserved`` (``ca.service.stale_reservations``: it
+    was signed, never sent, and a security officer revokes it)."""
+    with sessions() as session:
+        try:
+            connection = session.connection()
+            connection.execute(
+                _RELEASE_CODE,
+                [{"b_id": code_id, "b_certificate": rid} for rid, code_id in reserved],
+            )
+            connection.execute(_RELEASE_KEY, [{"b_id": rid} for rid, _ in reserved])
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+_RELEASE_CODE = (
+    update(_codes)
+    .where(_codes.c.id == bindparam("b_id"), _codes.c.certificate_id == bindparam("b_certificate"))
+    .values(used_at=None, certificate_id=None)
+)
+_RELEASE_KEY = (
+    update(_certificates)
+    .where(
+        _certificates.c.id == bindparam("b_id"),
+        _certificates.c.status == CertificateStatus.RESERVED,
+    )
+    .values(idempotency_key=None)
+)
+
+
+def collect_batch(
+    sessions: Callable[[], Session], signer: Signer, items: list[PendingCollection]
+) -> list[StoredCertificate | Exception]:
+    """:func:`reserve_sign_store` that survives transaction conflicts (PostgreSQL
+    deadlocks and serialization failures, SQLite lock timeouts:
+    ``db.session.is_transaction_conflict``), each attempt in a fresh session:
+
+    1. the reservation transaction of the whole batch, up to :data:`BATCH_ATTEMPTS`
+       times (a conflict rolls it back whole: no claim or row is kept);
+    2. if it still conflicts, each collection alone, up to :data:`ALONE_ATTEMPTS` times;
+       one that never gets through is :class:`DatabaseBusy` (nothing of it kept);
+    3. sign what was reserved; the store transaction up to :data:`STORE_ATTEMPTS`
+       times. If it never gets through, the reservations are released
+       (:func:`_release`: codes unused again, idempotency keys freed, rows left
+       ``reserved`` for ``ca.service.stale_reservations``) and those collections are
+       :class:`DatabaseBusy`; if even that fails, the rows and claims stay as after a
+       crash between reserve and store.
+
+    Returns:
+        As :func:`reserve_sign_store`, plus :class:`DatabaseBusy` per collection.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: a database error that is not a transaction
+            conflict (nothing of the failed transaction is kept).
+    """
+    results: list[StoredCertificate | Exception | None] = [None] * len(items)
+    everything = list(range(len(items)))
+    reserved = _reserve_retrying(sessions, signer, items, everything, results, BATCH_ATTEMPTS)
+    if reserved is None:
+        reserved = []
+        for index in everything:
+            alone = _reserve_retrying(sessions, signer, items, [index], results, ALONE_ATTEMPTS)
+            if alone is None:
+                results[index] = _busy()
             else:
-                record_id, code_id, supersedes = outcome
-                reserved.append((index, record_id, supersedes))
-                links.append({"b_id": code_id, "b_certificate": record_id})
-        if links:
-            session.connection().execute(LINK_CERTIFICATE, links)
-        session.commit()  # record before sign: reservations and claims are durable
-        stored: list[dict[str, object]] = []
-        events: list[PendingEvent] = []
-        for index, record_id, supersedes in reserved:
-            item = items[index]
-            # Through ca.service, the pipeline's named step (tests make it fail there).
-            certificate = ca_service.sign_reserved_certificate(item.prepared.builder, signer.key)
-            if certificate.tbs_certificate_bytes != item.prepared.draft.tbs_certificate_bytes:
-                # The row stays reserved (revocable), as in ca.service.
-                results[index] = CAError(
-                    "signed certificate differs from the recorded to-be-signed certificate",
-                    code="signed_certificate_mismatch",
+                reserved.extend(alone)
+    stored, events = _sign_all(signer, items, reserved, results)
+    if stored:
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                with sessions() as session:
+                    _store_all(session, stored, events)
+                break
+            except DBAPIError as exc:
+                if not is_transaction_conflict(exc):
+                    raise
+                log.warning(
+                    "issuance store of %d: transaction conflict (attempt %d)", len(stored), attempt
                 )
-                continue
-            serial = serial_to_hex(certificate.serial_number)
-            stored.append(
-                {
-                    "b_id": record_id,
-                    "b_der": certificate.public_bytes(_DER),
-                    "b_issued_at": item.now,
-                }
-            )
-            events.append(
-                PendingEvent(
-                    "certificate.issued",
-                    actor=item.location.provider_reference,
-                    now=item.now,
-                    subject=serial,
-                    details={
-                        "profile": CLIENT_PROFILE,
-                        "service_location": item.location.number,
-                        "key_generated_by_ca": False,
-                        "subject_dn": certificate.subject.rfc4514_string(),
-                    },
-                )
-            )
-            results[index] = StoredCertificate(record_id, serial, certificate, supersedes)
-        if stored:
-            session.connection().execute(STORE_SIGNED, stored)
-            record_events(session, events)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+                if attempt < STORE_ATTEMPTS:
+                    _backoff(attempt)
+        else:
+            ids = {cast(int, row["b_id"]) for row in stored}
+            held = [(rid, code_id) for _, rid, code_id, _ in reserved if rid in ids]
+            for index, record_id, _code_id, _supersedes in reserved:
+                if record_id in ids:
+                    results[index] = _busy()
+            try:
+                _release(sessions, held)
+            except DBAPIError:
+                log.exception("could not release %d reservations after a failed store", len(held))
     return [r if r is not None else RuntimeError("not processed") for r in results]

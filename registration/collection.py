@@ -14,11 +14,12 @@ hands them to the ordinary path, which refuses them with ``applicant_only``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Dialect, Table, and_, bindparam, exists, func, select
+from sqlalchemy.engine import Connection, Engine
 
 from ca.blocklist import BlockedKey
 from ca.models import CARole, CertificateAuthority
@@ -125,8 +126,115 @@ _LOOKUP = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    """:data:`_LOOKUP` compiled once for one dialect, run on the driver's cursor.
+
+    Attributes:
+        sql: the statement text in the driver's parameter style.
+        positional: bind names in ``?`` order (pysqlite's ``qmark``), or ``None`` for
+            named parameters (psycopg's ``pyformat``).
+        constants: the statement's own literals (the issuing role, ``active``), bound.
+        binds / results: SQLAlchemy's bind and result processors of each parameter and
+            column for this dialect (``None``: the driver's value is used as is), so
+            values are exactly those a SQLAlchemy ``Row`` would hold (aware UTC
+            datetimes from ``db.base.UTCDateTime``, ``ApplicationStatus`` members).
+    """
+
+    sql: str
+    positional: tuple[str, ...] | None
+    binds: dict[str, Callable[[Any], Any] | None]
+    results: tuple[Callable[[Any], Any] | None, ...]
+    constants: dict[str, Any]
+
+
+_DRIVER_STATEMENTS: dict[tuple[str, str], _DriverStatement] = {}
+#: Dialects whose driver cursor :func:`_lookup` uses directly (others: SQLAlchemy).
+_DRIVER_DIALECTS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
+
+
+def _driver_statement(dialect: Dialect) -> _DriverStatement:
+    key = (dialect.name, dialect.driver)
+    found = _DRIVER_STATEMENTS.get(key)
+    if found is None:
+        compiled = _LOOKUP.compile(dialect=dialect)
+        binds: dict[str, Callable[[Any], Any] | None] = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        constants = {
+            name: bind.effective_value
+            if (process := binds[name]) is None
+            else process(bind.effective_value)
+            for name, bind in compiled.binds.items()
+            if not name.startswith("b_")
+        }
+        found = _DRIVER_STATEMENTS[key] = _DriverStatement(
+            str(compiled),
+            tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+            binds,
+            tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in _LOOKUP.selected_columns
+            ),
+            constants,
+        )
+    return found
+
+
+def _lookup(source: Connection | Engine, params: dict[str, Any]) -> Sequence[Any] | None:
+    """The first row of :data:`_LOOKUP` with ``params``, or ``None``.
+
+    On SQLite (pysqlite) and PostgreSQL (psycopg 3) the statement compiled once
+    (:func:`_driver_statement`) runs on the driver's cursor: of ``source``'s pooled
+    connection, in its transaction, for a ``Connection``; of a connection checked out
+    of the pool for this statement alone (``Engine.raw_connection``, returned with a
+    rollback) for an ``Engine``. SQLAlchemy's per-execution work (``Connection`` and its
+    event dispatch, cache key, execution context, ``Row``) cost more than the query
+    itself on the collection fast path. Parameters and columns still go through
+    SQLAlchemy's processors for the dialect. Other dialects: SQLAlchemy's execution.
+    """
+    dialect = source.dialect
+    if (dialect.name, dialect.driver) not in _DRIVER_DIALECTS:
+        if isinstance(source, Engine):
+            with source.connect() as connection:
+                return connection.execute(_LOOKUP, params).first()
+        return source.execute(_LOOKUP, params).first()
+    statement = _driver_statement(dialect)
+    bound = dict(statement.constants)
+    for name, value in params.items():
+        process = statement.binds[name]
+        bound[name] = value if process is None else process(value)
+    if isinstance(source, Engine):
+        pooled = source.raw_connection()
+        try:
+            raw = _fetch_one(pooled.driver_connection, statement, bound)
+        finally:
+            pooled.close()
+    else:
+        raw = _fetch_one(source.connection.driver_connection, statement, bound)
+    if raw is None:
+        return None
+    return [
+        value if process is None or value is None else process(value)
+        for value, process in zip(raw, statement.results, strict=True)
+    ]
+
+
+def _fetch_one(driver: Any, statement: _DriverStatement, bound: dict[str, Any]) -> Any:
+    cursor = driver.cursor()
+    try:
+        if statement.positional is None:
+            cursor.execute(statement.sql, bound)
+        else:
+            cursor.execute(statement.sql, [bound[name] for name in statement.positional])
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
 def collection_target(
-    connection: Connection,
+    connection: Connection | Engine,
     *,
     token_sha256: str,
     reference: str,
@@ -138,6 +246,8 @@ def collection_target(
     """Authenticate the caller and find the location to collect for, in one statement.
 
     Args:
+        connection: a ``Connection`` (the statement runs in its transaction) or an
+            ``Engine`` (a pooled connection for this statement alone: the fast path).
         token_sha256: SHA-256 hex of the bearer token (``registration.accounts``).
         code_sha256: ``issuance.codes.hash_download_code`` of the typed code.
         spki_sha256: ``ca.blocklist.spki_sha256`` of the CSR's key (32 bytes).
@@ -151,8 +261,8 @@ def collection_target(
             :func:`registration.service.approved_location`.
     """
     shaped = REFERENCE_PATTERN.fullmatch(reference) is not None
-    row = connection.execute(
-        _LOOKUP,
+    row = _lookup(
+        connection,
         {
             "b_token": token_sha256,
             # Never bound when misshaped (PostgreSQL refuses text with NUL).
@@ -162,7 +272,7 @@ def collection_target(
             "b_code": code_sha256,
             "b_spki": spki_sha256,
         },
-    ).first()
+    )
     if row is None or row[2] <= now:
         raise NotAuthenticated("the bearer token is unknown or has expired")
     (kind, subject, _expires, app_id, status, name_en, name_zh) = row[:7]

@@ -859,3 +859,55 @@ def _keys() -> dict[KeyType, object]:
         KeyType.EC_P384: ec.generate_private_key(ec.SECP384R1()).public_key(),
         KeyType.RSA_2048: rsa.generate_private_key(65537, 2048).public_key(),
     }
+
+
+# --------------------------------------------------------------------------- the DER walk
+
+
+def test_tbs_fields_match_asn1crypto() -> None:
+    """``TBSFields`` (the strict DER walk the encoding checks read) finds the same
+    encoded fields as asn1crypto's full parse of the same certificate."""
+    request = _request()
+    certificate = _built(request)
+    fields = checks.TBSFields.parse(certificate.tbs_certificate_bytes)
+    tbs = asn1crypto.x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))[
+        "tbs_certificate"
+    ]
+    assert fields.issuer == tbs["issuer"].dump()
+    assert fields.serial_contents == tbs["serial_number"].contents
+    assert fields.spki == tbs["subject_public_key_info"].dump()
+    assert fields.public_key_bits == tbs["subject_public_key_info"]["public_key"].contents
+    assert fields.times == (
+        (0x17, tbs["validity"]["not_before"].contents),
+        (0x17, tbs["validity"]["not_after"].contents),
+    )
+    assert fields.subject_values == tuple(
+        (atv["type"].dotted, atv["value"].dump()[0]) for rdn in tbs["subject"].chosen for atv in rdn
+    )
+
+
+def test_tbs_walk_refuses_what_is_not_der() -> None:
+    certificate = _built(_request())
+    tbs = certificate.tbs_certificate_bytes
+    assert tbs[1] == 0x82  # a long-form length of two octets
+    # The same length in three octets (leading zero): BER, not DER (X.690 10.1).
+    padded = tbs[:1] + b"\x83\x00" + tbs[2:]
+    with pytest.raises(CheckFailed, match="non-DER length"):
+        checks.TBSFields.parse(padded)
+    with pytest.raises(CheckFailed, match="truncated"):
+        checks.TBSFields.parse(tbs[:-1])
+    with pytest.raises(CheckFailed, match="one DER SEQUENCE"):
+        checks.TBSFields.parse(tbs + b"\x05\x00")
+
+
+def test_time_year_and_oid_text() -> None:
+    assert checks._time_year(0x17, b"491231235959Z") == 2049
+    assert checks._time_year(0x17, b"500101000000Z") == 1950
+    assert checks._time_year(0x18, b"20500101000000Z") == 2050
+    with pytest.raises(CheckFailed, match="Zulu"):
+        checks._time_year(0x17, b"4912312359Z")
+    with pytest.raises(CheckFailed, match="Zulu"):
+        checks._time_year(0x18, b"20500101000000+0000")
+    assert checks._dotted(bytes.fromhex("550406")) == "2.5.4.6"
+    assert checks._dotted(bytes.fromhex("2a864886f70d010901")) == "1.2.840.113549.1.9.1"
+    assert checks._dotted(bytes.fromhex("2b0601040181fd5963")) == "1.3.6.1.4.1.32473.99"

@@ -36,6 +36,7 @@ from issuance.models import DownloadCode
 from issuance.service import CLIENT_PROFILE, ApprovedLocation
 from registration import service as registration
 from registration.accounts import Principal
+from registration.models import ApplicationStatus
 from tests.helpers import approved_application, bearer, make_csr, officer_token
 
 
@@ -289,3 +290,36 @@ def test_the_cached_signer_follows_the_active_issuing_ca(
             )
         ).one()
     assert issuer_id == active.authority.id
+
+
+def test_the_driver_cursor_lookup_returns_what_sqlalchemy_returns(
+    client: TestClient, services: Services, samples: list[dict[str, Any]]
+) -> None:
+    """``registration.collection._lookup`` (driver cursor, statement compiled once; on a
+    ``Connection`` or straight from the engine's pool) gives
+    the values of SQLAlchemy's own execution of the same statement: aware UTC datetimes,
+    enum members, booleans; and nothing for an unknown token."""
+    import hashlib
+
+    from registration.collection import _LOOKUP, _lookup
+
+    reference, token, codes = approved_application(client, services, samples[2])
+    params = {
+        "b_token": hashlib.sha256(token.encode()).hexdigest(),
+        "b_reference": reference,
+        "b_number": 1,
+        "b_code": hash_download_code(codes[1]),
+        "b_spki": b"\x00" * 32,
+    }
+    with services.engine.connect() as connection:
+        expected = connection.execute(_LOOKUP, params).one()
+        got = _lookup(connection, params)
+        missing = _lookup(connection, {**params, "b_token": "0" * 64})
+    pooled = _lookup(services.engine, params)  # a pool connection for the statement alone
+    assert pooled is not None and tuple(pooled) == tuple(expected)
+    assert got is not None and tuple(got) == tuple(expected)
+    assert [type(v).__name__ for v in got] == [type(v).__name__ for v in expected]
+    assert got[2].tzinfo is dt.UTC and got[13].tzinfo is dt.UTC
+    assert got[4] is ApplicationStatus.APPROVED
+    assert (got[0], got[1], got[14]) == ("applicant", reference, False)
+    assert missing is None
