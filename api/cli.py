@@ -267,9 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_officer_add)
     crl = sub.add_parser("crl", help="CRLs").add_subparsers(dest="action", required=True)
     crl.add_parser("publish", help="re-sign every CRL now").set_defaults(func=cmd_crl_publish)
-    audit = sub.add_parser("audit", help="audit trail").add_subparsers(
-        dest="action", required=True
-    )
+    audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="action", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail").set_defaults(
         func=cmd_audit_verify
     )

@@ -491,4 +491,3 @@ def certificates_due_for_revocation(
             .limit(limit)
         )
     )
-

@@ -30,7 +30,6 @@ PNG = bytes.fromhex(
 )
 
 
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
