@@ -4,13 +4,17 @@ collections in two transactions.
 :func:`reserve_sign_store` takes collections that passed the checks and the linter
 (``ca.service.prepare_certificate``) and, in one session:
 
-1. for each (in a fixed order: idempotency key, then code, so two batches take row
-   locks in the same order): claim the download code with one conditional
-   ``UPDATE ... WHERE used_at IS NULL AND expires_at > now RETURNING``
-   (``issuance.codes.claim_download_code``), then ``INSERT`` the ``reserved`` row ``ON
-   CONFLICT DO NOTHING RETURNING id`` (a taken idempotency key or serial is that
-   collection's error and gives its code back); link the codes to their rows (one
-   executemany);
+1. in :func:`lock_order` (scoped idempotency key, then the normalised code's SHA-256,
+   so two batches take row locks in the same order): claim every distinct download
+   code with one conditional ``UPDATE ... WHERE used_at IS NULL AND expires_at > now
+   RETURNING`` (``issuance.codes.claim_download_codes``); a collection whose code that
+   did not claim is claimed alone (``issuance.service.claim_download_code``), which
+   raises its error (used, expired, invalid, or a code repeated in the batch). Then
+   ``INSERT`` the claimed collections' ``reserved`` rows in one executemany ``ON
+   CONFLICT DO NOTHING RETURNING id, serial_number`` (a taken idempotency key or serial
+   is that collection's error and gives its code back) and link the codes to their
+   rows (one executemany): three statements for a batch that all succeeds, however
+   many collections it has;
 2. **commit**: every reservation is durable, with its claimed code, before any real
    signature (record-before-sign, Boulder);
 3. sign each with the issuer's key and check the signed TBS is the recorded one;
@@ -58,8 +62,9 @@ from ca.service import (
     Signer,
 )
 from db.session import is_transaction_conflict
+from issuance import codes as issuance_codes
 from issuance import service as issuance_service
-from issuance.codes import LINK_CERTIFICATE
+from issuance.codes import LINK_CERTIFICATE, ClaimedCode, hash_download_code
 from issuance.errors import DownloadCodeExpired, DownloadCodeInvalid, DownloadCodeUsed
 from issuance.models import DownloadCode
 from issuance.service import CLIENT_PROFILE, ApprovedLocation, Supersession
@@ -101,13 +106,18 @@ class StoredCertificate:
 
 
 def _insert_reserved(dialect: str) -> Insert:
-    """``INSERT`` a reserved row ``ON CONFLICT DO NOTHING RETURNING id`` (built once per
-    dialect: both SQLite 3.35+ and PostgreSQL have the clause)."""
+    """``INSERT`` reserved rows ``ON CONFLICT DO NOTHING RETURNING id, serial_number``
+    (built once per dialect: both SQLite 3.35+ and PostgreSQL have the clause; with
+    many parameter sets SQLAlchemy sends them as multi-row ``INSERT``s,
+    "insertmanyvalues"). A conflicting row (idempotency key or serial taken) returns
+    nothing; rows come back in no set order, hence the serial."""
     statement = _INSERTS.get(dialect)
     if statement is None:
         module = postgresql if dialect == "postgresql" else sqlite
         statement = _INSERTS[dialect] = (
-            module.insert(_certificates).on_conflict_do_nothing().returning(_certificates.c.id)
+            module.insert(_certificates)
+            .on_conflict_do_nothing()
+            .returning(_certificates.c.id, _certificates.c.serial_number)
         )
     return statement
 
@@ -118,21 +128,10 @@ _BY_KEY = select(_certificates.c.id).where(_certificates.c.idempotency_key == bi
 _SERIAL = select(_certificates.c.serial_number).where(_certificates.c.id == bindparam("b_id"))
 
 
-def _reserve(
-    session: Session, signer: Signer, item: PendingCollection
-) -> tuple[int, int, tuple[Supersession, ...]] | Exception:
-    """Claim ``item``'s code and insert its reserved row: ``(record id, code id,
-    supersedes)``, or that item's error (its changes undone)."""
-    try:
-        # Through issuance.service, the module the single-collection path uses too.
-        claimed = issuance_service.claim_download_code(
-            session, item.location.service_location_id, item.download_code, now=item.now
-        )
-    except (DownloadCodeInvalid, DownloadCodeUsed, DownloadCodeExpired) as exc:
-        return exc
-    connection = session.connection()
+def _reserved_values(signer: Signer, item: PendingCollection) -> dict[str, object]:
+    """The ``reserved`` row of ``item`` (parameters of :func:`_insert_reserved`)."""
     draft = item.prepared.draft
-    values = {
+    return {
         "issuer_id": signer.authority.id,
         "serial_number": serial_to_hex(draft.serial_number),
         "status": CertificateStatus.RESERVED,
@@ -150,39 +149,80 @@ def _reserve(
         "certificate_der": None,
         "crl_shard": item.prepared.crl_shard,
     }
-    record_id = connection.execute(
-        _insert_reserved(connection.dialect.name), values
-    ).scalar_one_or_none()
-    if record_id is None:
-        # Give this collection's code back; the rest of the batch goes on.
-        connection.execute(_GIVE_BACK, {"b_id": claimed.id})
-        if (
-            item.scoped_key is not None
-            and connection.execute(_BY_KEY, {"b_key": item.scoped_key}).first()
-        ):
-            return IdempotencyKeyTaken(
-                "a certificate with this idempotency key is reserved or issued already"
-            )
-        return CAError(
-            "could not reserve the serial number (duplicate serial); try again",
-            code="serial_reservation_failed",
+
+
+def lock_order(items: list[PendingCollection], indexes: list[int]) -> list[int]:
+    """``indexes`` in the order a batch takes row locks: by scoped idempotency key (the
+    unique index the reserved rows' ``INSERT`` locks), then by the code's SHA-256
+    (``issuance.codes.hash_download_code``, the code as normalised: ``-ABCD-...`` and
+    ``abcd...`` are one code and sort together), so any two batches take locks in the
+    same order and do not deadlock each other."""
+    return sorted(
+        indexes,
+        key=lambda i: (items[i].scoped_key or "", hash_download_code(items[i].download_code)),
+    )
+
+
+def _claim_all(
+    session: Session,
+    items: list[PendingCollection],
+    order: list[int],
+    results: list[StoredCertificate | Exception | None],
+) -> dict[int, ClaimedCode]:
+    """Claim the codes of ``items[i]``, ``i`` in ``order``: every distinct code in one
+    statement (``issuance.codes.claim_download_codes``); a collection whose code that
+    did not claim (unknown, used, expired, another location's, or a code repeated in
+    the batch) is claimed alone, in ``order``, by
+    ``issuance.service.claim_download_code``, whose error becomes its result."""
+    first: dict[str, int] = {}
+    for index in order:
+        first.setdefault(hash_download_code(items[index].download_code), index)
+    claimed: dict[int, ClaimedCode] = {}
+    if first:
+        got = issuance_codes.claim_download_codes(
+            session,
+            [
+                (digest, items[i].location.service_location_id, items[i].now)
+                for digest, i in first.items()
+            ],
         )
-    supersedes: tuple[Supersession, ...] = ()
-    if claimed.replaces_certificate_id is not None:
-        old_serial = connection.execute(
-            _SERIAL, {"b_id": claimed.replaces_certificate_id}
-        ).scalar_one_or_none()
-        if old_serial is not None:
-            supersedes = (
-                Supersession(
-                    old_serial, claimed.replacement_reason or "superseded", claimed.requested_by
-                ),
+        for digest, index in first.items():
+            code = got.get(digest)
+            if code is not None:
+                claimed[index] = code
+    for index in order:
+        if index in claimed:
+            continue
+        item = items[index]
+        try:
+            # Through issuance.service, the module the single-collection path uses too.
+            claimed[index] = issuance_service.claim_download_code(
+                session, item.location.service_location_id, item.download_code, now=item.now
             )
-    return record_id, claimed.id, supersedes
+        except (DownloadCodeInvalid, DownloadCodeUsed, DownloadCodeExpired) as exc:
+            results[index] = exc
+    return claimed
 
 
-#: A reservation: (item index, certificate row id, download code row id, supersedes).
-_Reserved = tuple[int, int, int, tuple[Supersession, ...]]
+def _supersedes(session: Session, claimed: ClaimedCode) -> tuple[Supersession, ...]:
+    """What collecting with a replacement code replaces (``()`` for a first code)."""
+    if claimed.replaces_certificate_id is None:
+        return ()
+    old_serial = (
+        session.connection()
+        .execute(_SERIAL, {"b_id": claimed.replaces_certificate_id})
+        .scalar_one_or_none()
+    )
+    if old_serial is None:
+        return ()
+    return (
+        Supersession(old_serial, claimed.replacement_reason or "superseded", claimed.requested_by),
+    )
+
+
+#: A reservation: (item index, certificate row id, download code row id, supersedes,
+#: subject DN as RFC 4514 text: the signed certificate's, whose TBS is the recorded one).
+_Reserved = tuple[int, int, int, tuple[Supersession, ...], str]
 
 
 def _reserve_all(
@@ -192,24 +232,64 @@ def _reserve_all(
     indexes: list[int],
     results: list[StoredCertificate | Exception | None],
 ) -> list[_Reserved]:
-    """Steps 1-2 for ``items[i]``, ``i`` in ``indexes``: claim and reserve in the fixed
-    lock order, link the codes, **commit**. Per-item refusals go into ``results``;
-    returns a :data:`_Reserved` for each reservation. A database error
-    propagates with the transaction rolled back (nothing of it kept)."""
-    order = sorted(indexes, key=lambda i: (items[i].scoped_key or "", items[i].download_code))
+    """Steps 1-2 for ``items[i]``, ``i`` in ``indexes``, in :func:`lock_order`: claim
+    the codes (:func:`_claim_all`), insert the reserved rows of the claimed ones (one
+    executemany), give back the codes of those whose row conflicted (idempotency key
+    or serial taken: that collection's error), link the codes, **commit**. Per-item
+    refusals go into ``results``; returns a :data:`_Reserved` for each reservation. A
+    database error propagates with the transaction rolled back (nothing of it kept).
+    Statements: three for any number of collections that all succeed."""
+    order = lock_order(items, indexes)
     reserved: list[_Reserved] = []
-    links: list[dict[str, object]] = []
     try:
-        for index in order:
-            outcome = _reserve(session, signer, items[index])
-            if isinstance(outcome, Exception):
-                results[index] = outcome
-            else:
-                record_id, code_id, supersedes = outcome
-                reserved.append((index, record_id, code_id, supersedes))
-                links.append({"b_id": code_id, "b_certificate": record_id})
-        if links:
-            session.connection().execute(LINK_CERTIFICATE, links)
+        claimed = _claim_all(session, items, order, results)
+        inserting = [index for index in order if index in claimed]
+        if inserting:
+            connection = session.connection()
+            rows = [_reserved_values(signer, items[index]) for index in inserting]
+            ids = {
+                serial: record_id
+                for record_id, serial in connection.execute(
+                    _insert_reserved(connection.dialect.name), rows
+                )
+            }
+            given_back: list[dict[str, object]] = []
+            links: list[dict[str, object]] = []
+            for index, row in zip(inserting, rows, strict=True):
+                code = claimed[index]
+                record_id = ids.get(cast(str, row["serial_number"]))
+                if record_id is None:
+                    given_back.append({"b_id": code.id})
+                    continue
+                reserved.append(
+                    (
+                        index,
+                        record_id,
+                        code.id,
+                        _supersedes(session, code),
+                        cast(str, row["subject"]),
+                    )
+                )
+                links.append({"b_id": code.id, "b_certificate": record_id})
+            if given_back:
+                # Give these collections' codes back; the rest of the batch goes on.
+                connection.execute(_GIVE_BACK, given_back)
+                done = {entry[0] for entry in reserved}
+                for index in inserting:
+                    if index in done:
+                        continue
+                    key = items[index].scoped_key
+                    if key is not None and connection.execute(_BY_KEY, {"b_key": key}).first():
+                        results[index] = IdempotencyKeyTaken(
+                            "a certificate with this idempotency key is reserved or issued already"
+                        )
+                    else:
+                        results[index] = CAError(
+                            "could not reserve the serial number (duplicate serial); try again",
+                            code="serial_reservation_failed",
+                        )
+            if links:
+                connection.execute(LINK_CERTIFICATE, links)
         session.commit()  # record before sign: reservations and claims are durable
     except BaseException:
         session.rollback()
@@ -231,7 +311,7 @@ def _sign_all(
     one is ``signed_certificate_mismatch`` (its row stays reserved, revocable)."""
     stored: list[dict[str, object]] = []
     events: list[PendingEvent] = []
-    for index, record_id, _code_id, supersedes in reserved:
+    for index, record_id, _code_id, supersedes, subject_dn in reserved:
         item = items[index]
         # Through ca.service, the pipeline's named step (tests make it fail there).
         certificate = ca_service.sign_reserved_certificate(item.prepared.builder, signer.key)
@@ -255,7 +335,7 @@ def _sign_all(
                     "profile": CLIENT_PROFILE,
                     "service_location": item.location.number,
                     "key_generated_by_ca": False,
-                    "subject_dn": certificate.subject.rfc4514_string(),
+                    "subject_dn": subject_dn,
                 },
             )
         )
@@ -452,10 +532,10 @@ def collect_batch(
                     _backoff(attempt)
         else:
             ids = {cast(int, row["b_id"]) for row in stored}
-            held = [(rid, code_id) for _, rid, code_id, _ in reserved if rid in ids]
-            for index, record_id, _code_id, _supersedes in reserved:
-                if record_id in ids:
-                    results[index] = _busy()
+            held = [(entry[1], entry[2]) for entry in reserved if entry[1] in ids]
+            for entry in reserved:
+                if entry[1] in ids:
+                    results[entry[0]] = _busy()
             try:
                 _release(sessions, held)
             except DBAPIError:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, Update, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from issuance.errors import DownloadCodeExpired, DownloadCodeInvalid, DownloadCodeUsed
@@ -146,3 +147,77 @@ def claim_download_code(
     if found[1] is not None:
         raise DownloadCodeUsed("download code has been used already")
     raise DownloadCodeExpired("download code has expired; ask for a new one")
+
+
+def _claim_many(count: int) -> Update:
+    """The claim of ``count`` distinct codes in one statement (parameters ``h{i}``,
+    ``l{i}``, ``n{i}``), built once per ``count`` so SQLAlchemy's compiled cache holds
+    one entry per batch size."""
+    statement = _CLAIMS.get(count)
+    if statement is None:
+        c = _codes.c
+        when = c.used_at.type
+        terms = [
+            (bindparam(f"h{i}", type_=c.code_sha256.type), bindparam(f"n{i}", type_=when))
+            for i in range(count)
+        ]
+        statement = _CLAIMS[count] = (
+            update(_codes)
+            .where(
+                c.used_at.is_(None),
+                c.code_sha256.in_([digest for digest, _ in terms]),
+                or_(
+                    *(
+                        and_(
+                            c.code_sha256 == digest,
+                            c.service_location_id == bindparam(f"l{i}"),
+                            c.expires_at > now,
+                        )
+                        for i, (digest, now) in enumerate(terms)
+                    )
+                ),
+            )
+            .values(used_at=case(*((c.code_sha256 == digest, now) for digest, now in terms)))
+            .returning(
+                c.code_sha256,
+                c.id,
+                c.replaces_certificate_id,
+                c.replacement_reason,
+                c.requested_by,
+            )
+        )
+    return statement
+
+
+_CLAIMS: dict[int, Update] = {}
+
+
+def claim_download_codes(
+    session: Session, claims: Sequence[tuple[str, int, dt.datetime]]
+) -> dict[str, ClaimedCode]:
+    """Claim many codes at once: for each ``(code SHA-256 hex, service location id,
+    now)`` with distinct hashes, what :func:`claim_download_code` does on success
+    (``used_at = now`` where the code is unused, unexpired at ``now`` and issued for
+    that location), in one conditional ``UPDATE ... RETURNING`` (group commit,
+    ``issuance.batch``).
+
+    Returns:
+        The claimed codes by hash. A hash missing from it was not claimed (unknown,
+        another location's, used, expired): nothing of it changed, and
+        :func:`claim_download_code` with the typed code says why (raises).
+
+    Raises:
+        ValueError: two claims with the same hash (the caller claims a repeated code
+            one at a time, in its order).
+    """
+    params: dict[str, object] = {}
+    for i, (digest, location, now) in enumerate(claims):
+        params[f"h{i}"] = digest
+        params[f"l{i}"] = location
+        params[f"n{i}"] = now
+    if len({digest for digest, _, _ in claims}) != len(claims):
+        raise ValueError("claim_download_codes takes distinct codes")
+    if not claims:
+        return {}
+    rows = session.connection().execute(_claim_many(len(claims)), params)
+    return {row[0]: ClaimedCode(row[1], row[2], row[3], row[4]) for row in rows}

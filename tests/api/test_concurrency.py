@@ -28,7 +28,7 @@ from ca.audit import verify_chain
 from ca.models import CertificateRecord, CertificateStatus
 from ca.service import stale_reservations
 from issuance.batch import ALONE_ATTEMPTS, BATCH_ATTEMPTS, STORE_ATTEMPTS
-from issuance.codes import claim_download_code, hash_download_code
+from issuance.codes import claim_download_code, claim_download_codes, hash_download_code
 from issuance.models import DownloadCode
 from tests.helpers import approved_application, bearer, make_csr
 
@@ -103,28 +103,39 @@ def test_second_claim_while_the_first_is_uncommitted(
 ) -> None:
     """Forces the hard interleaving: the second request claims the code while the first
     holds its claim uncommitted. Its conditional UPDATE then waits for the first commit
-    (PostgreSQL row lock, SQLite write lock) and matches no row: 409, not a 500."""
+    (PostgreSQL row lock, SQLite write lock) and matches no row: 409, not a 500. The
+    second claim is the second batch's claim of distinct codes or, when both requests
+    joined one batch, the claim of the repeated code alone."""
     reference, token, codes = approved_application(client, services, samples[2])
+    real_claims = claim_download_codes
     real_claim = claim_download_code
     first_claimed = threading.Event()
     order_lock = threading.Lock()
-    callers: list[int] = []
+    callers: list[str] = []
 
-    def claim(session: Any, service_location_id: int, code: str, *, now: Any) -> Any:
+    def claims(session: Any, wanted: list[tuple[str, int, Any]]) -> Any:
         with order_lock:
-            callers.append(threading.get_ident())
+            callers.append("batch")
             first = len(callers) == 1
         if not first:
             first_claimed.wait(timeout=10)
-            return real_claim(session, service_location_id, code, now=now)
-        row = real_claim(session, service_location_id, code, now=now)
+            return real_claims(session, wanted)
+        rows = real_claims(session, wanted)
         first_claimed.set()
         time.sleep(0.3)  # keep the claim uncommitted while the other request claims
-        return row
+        return rows
 
+    def claim(session: Any, service_location_id: int, code: str, *, now: Any) -> Any:
+        with order_lock:
+            callers.append("alone")
+        first_claimed.wait(timeout=10)
+        return real_claim(session, service_location_id, code, now=now)
+
+    monkeypatch.setattr("issuance.codes.claim_download_codes", claims)
     monkeypatch.setattr("issuance.service.claim_download_code", claim)
     results = _race(client, reference, token, codes[1], threading.Barrier(2))
-    assert len(callers) == 2
+    # Two batches: the second's claim matches nothing, its code alone then says why.
+    assert callers in (["batch", "batch", "alone"], ["batch", "alone"])
     _assert_one_winner(services, reference, codes[1], results)
 
 
@@ -181,25 +192,36 @@ def test_crossed_batches_deadlock_on_postgresql_and_nobody_gets_a_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two workers (two apps, two collectors, two batch threads) each batch two
-    collections of the same two codes, typed so that the batches sort them in opposite
-    orders (a leading dash is ignored in a code but sorts first). Each batch claims its
-    first code, waits for the other to claim its own, then claims the second: a lock
-    cycle PostgreSQL breaks by aborting one transaction (40P01). The aborted batch is
-    run again: one worker issues both certificates, the other answers 409 twice."""
+    collections of the same two codes. The public path claims a batch's codes in one
+    statement in the normalised codes' hash order (``issuance.batch.lock_order``: a
+    leading dash no longer changes it), so the test crosses the batches itself, one
+    level down: each batch thread's first claim takes one code alone (the first and
+    the second batch thread opposite ones), waits for the other batch to take its own,
+    then claims the other code: a lock cycle PostgreSQL breaks by aborting one
+    transaction (40P01). The aborted batch is run again: one worker issues both
+    certificates, the other answers 409 twice."""
     if services.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: the batches cannot cross")
     reference, token, codes = approved_application(client, services, samples[1])
     x, y = codes[1], codes[2]
-    real_claim = claim_download_code
+    real_claims = claim_download_codes
     both_claimed = threading.Barrier(2)
-    waited: set[int] = set()
+    waited: list[int] = []
+    order_lock = threading.Lock()
 
-    def claim(session: Any, service_location_id: int, code: str, *, now: Any) -> Any:
-        row = real_claim(session, service_location_id, code, now=now)
-        if threading.get_ident() not in waited:  # only each batch thread's first claim
-            waited.add(threading.get_ident())
-            both_claimed.wait(timeout=10)
-        return row
+    def claims(session: Any, wanted: list[tuple[str, int, Any]]) -> Any:
+        with order_lock:
+            crossing = threading.get_ident() not in waited  # each thread's first batch
+            if crossing:
+                waited.append(threading.get_ident())
+                second = len(waited) == 2
+        if not crossing or len(wanted) < 2:
+            return real_claims(session, wanted)
+        ordered = sorted(wanted, reverse=second)
+        got = dict(real_claims(session, ordered[:1]))
+        both_claimed.wait(timeout=10)
+        got.update(real_claims(session, ordered[1:]))
+        return got
 
     real_drain = CSRCollector._drain
 
@@ -207,17 +229,17 @@ def test_crossed_batches_deadlock_on_postgresql_and_nobody_gets_a_500(
         await asyncio.sleep(0.5)  # both of this worker's requests join one batch
         await real_drain(self, queue)
 
-    monkeypatch.setattr("issuance.service.claim_download_code", claim)
+    monkeypatch.setattr("issuance.codes.claim_download_codes", claims)
     monkeypatch.setattr(CSRCollector, "_drain", gathered_drain)
     caplog.set_level(logging.WARNING, logger="ehrca.issuance")
     results: list[tuple[int, dict[str, Any], dict[str, str]]] = []
     lock = threading.Lock()
     with TestClient(create_app(services), raise_server_exceptions=False) as other:
         requests = [
-            (client, 1, "-" + x),  # worker A sorts x first
+            (client, 1, "-" + x),  # a leading dash: the same code, the same order
             (client, 2, y),
             (other, 1, x),
-            (other, 2, "-" + y),  # worker B sorts y first
+            (other, 2, "-" + y),
         ]
         start = threading.Barrier(len(requests))
 
@@ -268,19 +290,19 @@ def test_a_conflict_on_the_first_attempt_is_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reference, token, codes = approved_application(client, services, samples[2])
-    real_claim = claim_download_code
-    calls: list[str] = []
+    real_claims = claim_download_codes
+    calls: list[list[str]] = []
 
-    def claim(session: Any, service_location_id: int, code: str, *, now: Any) -> Any:
-        calls.append(code)
+    def claims(session: Any, wanted: list[tuple[str, int, Any]]) -> Any:
+        calls.append([digest for digest, _, _ in wanted])
         if len(calls) == 1:
             raise _deadlock()
-        return real_claim(session, service_location_id, code, now=now)
+        return real_claims(session, wanted)
 
-    monkeypatch.setattr("issuance.service.claim_download_code", claim)
+    monkeypatch.setattr("issuance.codes.claim_download_codes", claims)
     status, body, _ = _collect(client, reference, token, 1, codes[1])
     assert status == 201, body
-    assert calls == [codes[1], codes[1]]
+    assert calls == [[hash_download_code(codes[1])]] * 2
     assert _rows(services, reference) == [(CertificateStatus.ISSUED, None)]
     with services.sessions() as session:
         record_id = session.scalars(
@@ -298,13 +320,13 @@ def test_a_reservation_that_keeps_conflicting_is_a_503_with_nothing_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reference, token, codes = approved_application(client, services, samples[2])
-    calls: list[str] = []
+    calls: list[list[str]] = []
 
-    def claim(session: Any, service_location_id: int, code: str, *, now: Any) -> Any:
-        calls.append(code)
+    def claims(_session: Any, wanted: list[tuple[str, int, Any]]) -> Any:
+        calls.append([digest for digest, _, _ in wanted])
         raise _deadlock()
 
-    monkeypatch.setattr("issuance.service.claim_download_code", claim)
+    monkeypatch.setattr("issuance.codes.claim_download_codes", claims)
     status, body, headers = _collect(client, reference, token, 1, codes[1])
     assert (status, headers["content-type"], headers["retry-after"]) == (
         503,
@@ -313,7 +335,7 @@ def test_a_reservation_that_keeps_conflicting_is_a_503_with_nothing_kept(
     )
     assert (body["code"], body["status"], body["retry_after"]) == ("database_busy", 503, 1)
     # A batch of one: BATCH_ATTEMPTS whole, then ALONE_ATTEMPTS alone.
-    assert len(calls) == BATCH_ATTEMPTS + ALONE_ATTEMPTS
+    assert calls == [[hash_download_code(codes[1])]] * (BATCH_ATTEMPTS + ALONE_ATTEMPTS)
     assert _rows(services, reference) == []
     assert _code_state(services, codes[1]) == (False, None)
     monkeypatch.undo()

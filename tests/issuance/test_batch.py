@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from api.services import Services
 from ca.audit import AuditEvent, PendingEvent, record_event, record_events, verify_chain
@@ -29,7 +29,12 @@ from ca.service import (
     load_signer,
     prepare_certificate,
 )
-from issuance.batch import PendingCollection, StoredCertificate, reserve_sign_store
+from issuance.batch import (
+    PendingCollection,
+    StoredCertificate,
+    lock_order,
+    reserve_sign_store,
+)
 from issuance.codes import hash_download_code
 from issuance.errors import DownloadCodeUsed
 from issuance.models import DownloadCode
@@ -88,9 +93,10 @@ def test_one_batch_with_winners_and_losers(
     ]
     with services.sessions() as session:
         results = reserve_sign_store(session, signer, items)
-    # Within a batch the items go in (idempotency key, code) order: of the two with key
-    # "k", the one with the smaller code reserves first and wins.
-    win, lose = (2, 3) if codes[2] < codes[3] else (3, 2)
+    # Within a batch the items go in (idempotency key, code hash) order
+    # (issuance.batch.lock_order): of the two with key "k", the one whose code has the
+    # smaller SHA-256 reserves first and wins.
+    win, lose = (2, 3) if hash_download_code(codes[2]) < hash_download_code(codes[3]) else (3, 2)
     kinds = [type(r) for r in results]
     assert kinds[:2] == [StoredCertificate, DownloadCodeUsed]
     assert (kinds[win], kinds[lose]) == (StoredCertificate, IdempotencyKeyTaken)
@@ -135,6 +141,69 @@ def test_one_batch_with_winners_and_losers(
         assert issued[1].prev_hash == issued[0].row_hash
         report = verify_chain(session)
         assert (report.ok, report.first_bad_seq, report.problem) == (True, None, None)
+
+
+def test_a_batch_costs_the_same_statements_for_one_or_two(
+    client: TestClient, services: Services, samples: list[dict[str, Any]]
+) -> None:
+    """Group commit runs O(1) statements per batch: a batch of two collections that all
+    succeed sends the statements a batch of one does (claim, insert, link; store and
+    the audit chain's three), one driver call each."""
+    reference, _token, codes = approved_application(client, services, samples[1])
+    with services.sessions() as session:
+        application = registration.get_application(
+            session, reference, Principal("applicant", reference, "applicant")
+        )
+        locations = {n: registration.approved_location(application, n) for n in (1, 2, 3)}
+        signer = load_signer(session, services.keystore)
+    batches = [
+        [_pending(services, locations[n], codes[n], f"key-{n}") for n in numbers]
+        for numbers in ([1], [2, 3])
+    ]
+    sent: list[list[tuple[str, bool]]] = []
+
+    def count(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool
+    ) -> None:
+        sent[-1].append((" ".join(statement.split()[:3]), many))
+
+    event.listen(services.engine, "before_cursor_execute", count)
+    try:
+        for items in batches:
+            sent.append([])
+            with services.sessions() as session:
+                results = reserve_sign_store(session, signer, items)
+            assert [type(r) for r in results] == [StoredCertificate] * len(items)
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count)
+    statements = [
+        "UPDATE download_codes SET",  # claim every code
+        "INSERT INTO certificates",  # the reserved rows (insertmanyvalues: one batch)
+        "UPDATE download_codes SET",  # link the codes to their rows
+        "UPDATE certificates SET",  # store the signed certificates
+        "UPDATE audit_head SET",  # the chain: advance seq,
+        "INSERT INTO audit_events",  # append the events,
+        "UPDATE audit_head SET",  # set the head's hash
+    ]
+    assert sent[0] == [(text, False) for text in statements]
+    # One driver call each; those with a row per collection are executemany calls.
+    many = [False, True, True, True, False, True, False]
+    assert sent[1] == list(zip(statements, many, strict=True))
+
+
+def test_lock_order_is_by_normalised_code_hash() -> None:
+    """A code typed with dashes, spaces or in lower case sorts where the code does
+    (``issuance.batch.lock_order``): by (scoped idempotency key, code SHA-256)."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    codes = ["7K3Q-9M2T-AAAA-BBBB-CCCC", "-0000-1111-2222-3333-4444", "zzzz zzzz zzzz zzzz zzzz"]
+    items = [
+        PendingCollection(cast(Any, None), code, key, cast(Any, None), now)
+        for code, key in ((codes[0], None), (codes[1], None), (codes[2], None), (codes[1], "k"))
+    ]
+    by_hash = sorted(range(3), key=lambda i: hash_download_code(codes[i]))
+    assert lock_order(items, [0, 1, 2, 3]) == [*by_hash, 3]
+    assert lock_order(items, [3, 2, 1, 0]) == [*by_hash, 3]
+    assert hash_download_code(codes[1]) == hash_download_code("00001111222233334444")
 
 
 def _der() -> Encoding:
