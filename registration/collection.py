@@ -4,9 +4,12 @@ download code's state, whether the CSR's key is blocked and the active issuing C
 
 The rules are those of :func:`registration.accounts.authenticate`,
 :func:`registration.service.get_application` and
-:func:`registration.service.approved_location`, applied in the same order with the same
-errors; only the number of statements differs (one Core ``SELECT`` with outer joins
-instead of five ORM loads, one of which read every location of the application).
+:func:`registration.service.approved_location`, applied in the same order through the
+same checks (:func:`~registration.service.check_reference`,
+:func:`~registration.service.check_collectable`,
+:func:`~registration.service.check_location`); only the number of statements differs
+(one Core ``SELECT`` with outer joins instead of five ORM loads, one of which read every
+location of the application).
 Bearer tokens of officers and people never reach this module: the collection route
 hands them to the ordinary path, which refuses them with ``applicant_only``.
 """
@@ -20,23 +23,17 @@ from typing import Any, cast
 
 from sqlalchemy import Dialect, Table, and_, bindparam, exists, func, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ca.blocklist import BlockedKey
 from ca.models import CARole, CertificateAuthority
+from db.driver import driver_parameters, uses_driver_cursor
 from issuance.models import DownloadCode
 from issuance.service import ApprovedLocation
 from registration.accounts import REFERENCE_PATTERN
-from registration.errors import (
-    ApplicationLapsed,
-    ApplicationNotFound,
-    ApplicationWithdrawn,
-    NotAuthenticated,
-    NotCollectable,
-    ServiceLocationNotFound,
-    ServiceLocationRemoved,
-)
-from registration.lifecycle import COLLECTABLE
-from registration.models import AccessToken, Application, ApplicationStatus, ServiceLocation
+from registration.errors import ApplicationNotFound, NotAuthenticated
+from registration.models import AccessToken, Application, ServiceLocation
+from registration.service import check_collectable, check_location, check_reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +129,7 @@ class _DriverStatement:
 
     Attributes:
         sql: the statement text in the driver's parameter style.
-        positional: bind names in ``?`` order (pysqlite's ``qmark``), or ``None`` for
-            named parameters (psycopg's ``pyformat``).
+        compiled: the compiled statement (its bind order, :func:`db.driver.driver_parameters`).
         constants: the statement's own literals (the issuing role, ``active``), bound.
         binds / results: SQLAlchemy's bind and result processors of each parameter and
             column for this dialect (``None``: the driver's value is used as is), so
@@ -142,15 +138,13 @@ class _DriverStatement:
     """
 
     sql: str
-    positional: tuple[str, ...] | None
+    compiled: SQLCompiler
     binds: dict[str, Callable[[Any], Any] | None]
     results: tuple[Callable[[Any], Any] | None, ...]
     constants: dict[str, Any]
 
 
 _DRIVER_STATEMENTS: dict[tuple[str, str], _DriverStatement] = {}
-#: Dialects whose driver cursor :func:`_lookup` uses directly (others: SQLAlchemy).
-_DRIVER_DIALECTS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 
 
 def _driver_statement(dialect: Dialect) -> _DriverStatement:
@@ -171,7 +165,7 @@ def _driver_statement(dialect: Dialect) -> _DriverStatement:
         }
         found = _DRIVER_STATEMENTS[key] = _DriverStatement(
             str(compiled),
-            tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+            compiled,
             binds,
             tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -195,7 +189,7 @@ def _lookup(source: Connection | Engine, params: dict[str, Any]) -> Sequence[Any
     SQLAlchemy's processors for the dialect. Other dialects: SQLAlchemy's execution.
     """
     dialect = source.dialect
-    if (dialect.name, dialect.driver) not in _DRIVER_DIALECTS:
+    if not uses_driver_cursor(dialect):
         if isinstance(source, Engine):
             with source.connect() as connection:
                 return connection.execute(_LOOKUP, params).first()
@@ -224,10 +218,7 @@ def _lookup(source: Connection | Engine, params: dict[str, Any]) -> Sequence[Any
 def _fetch_one(driver: Any, statement: _DriverStatement, bound: dict[str, Any]) -> Any:
     cursor = driver.cursor()
     try:
-        if statement.positional is None:
-            cursor.execute(statement.sql, bound)
-        else:
-            cursor.execute(statement.sql, [bound[name] for name in statement.positional])
+        cursor.execute(statement.sql, driver_parameters(statement.compiled, bound))
         return cursor.fetchone()
     finally:
         cursor.close()
@@ -281,28 +272,11 @@ def collection_target(
     blocked, issuing_ca_id = bool(row[14]), row[15]
     if kind != "applicant":
         return CollectionTarget(kind, None, code, blocked, issuing_ca_id)
-    # registration.service.get_application
-    if subject != reference:
-        raise ApplicationNotFound(f"no application {reference} for this login")
-    if not shaped:
-        raise ApplicationNotFound(f"no application {reference!r}")
+    check_reference(reference, subject, is_officer=False)
     if app_id is None:
         raise ApplicationNotFound(f"no application {reference}")
-    # registration.service.approved_location
-    if status is ApplicationStatus.LAPSED:
-        raise ApplicationLapsed(
-            "the application lapsed; its download codes no longer work (apply again)"
-        )
-    if status is ApplicationStatus.WITHDRAWN:
-        raise ApplicationWithdrawn("the registration was withdrawn")
-    if status not in COLLECTABLE:
-        raise NotCollectable(
-            f"certificates can be collected once the application is approved; it is {status.value}"
-        )
-    if loc_id is None:
-        raise ServiceLocationNotFound(f"application {reference} has no service location {number}")
-    if removed_at is not None:
-        raise ServiceLocationRemoved(f"service location {number} was removed")
+    check_collectable(status)
+    check_location(reference, number, found=loc_id is not None, removed_at=removed_at)
     approved = ApprovedLocation(
         provider_reference=reference,
         service_location_id=loc_id,

@@ -108,6 +108,23 @@ def create_application(
     return application
 
 
+def check_reference(reference: str, subject: str, *, is_officer: bool) -> None:
+    """Refuse a reference the caller may not look up, before any query.
+
+    Args:
+        subject: the login's subject (an applicant's is its application reference).
+        is_officer: officers may look up any application.
+
+    Raises:
+        ApplicationNotFound: another applicant's reference, or one not shaped like a
+            reference (never looked up: PostgreSQL refuses text with NUL in a query).
+    """
+    if not is_officer and subject != reference:
+        raise ApplicationNotFound(f"no application {reference} for this login")
+    if not REFERENCE_PATTERN.fullmatch(reference):
+        raise ApplicationNotFound(f"no application {reference!r}")
+
+
 def get_application(session: Session, reference: str, principal: Principal) -> Application:
     """The application ``reference`` if ``principal`` may see it (its applicant, or any
     officer).
@@ -116,10 +133,7 @@ def get_application(session: Session, reference: str, principal: Principal) -> A
         ApplicationNotFound: unknown, another applicant's, or not shaped like a
             reference (never looked up: PostgreSQL refuses text with NUL in a query).
     """
-    if not principal.is_officer and principal.subject != reference:
-        raise ApplicationNotFound(f"no application {reference} for this login")
-    if not REFERENCE_PATTERN.fullmatch(reference):
-        raise ApplicationNotFound(f"no application {reference!r}")
+    check_reference(reference, principal.subject, is_officer=principal.is_officer)
     application = session.scalars(
         select(Application).where(Application.reference == reference)
     ).first()
@@ -489,6 +503,42 @@ def _approval_mails(
         )
 
 
+def check_collectable(status: ApplicationStatus) -> None:
+    """Refuse collection unless the application is approved or effective
+    (``registration.lifecycle.COLLECTABLE``).
+
+    Raises:
+        ApplicationLapsed: 410 ``application_lapsed``: its download codes stopped working.
+        ApplicationWithdrawn: the registration was withdrawn.
+        NotCollectable: any other status (e.g. still under review).
+    """
+    if status is ApplicationStatus.LAPSED:
+        raise ApplicationLapsed(
+            "the application lapsed; its download codes no longer work (apply again)"
+        )
+    if status is ApplicationStatus.WITHDRAWN:
+        raise ApplicationWithdrawn("the registration was withdrawn")
+    if status not in COLLECTABLE:
+        raise NotCollectable(
+            f"certificates can be collected once the application is approved; it is {status.value}"
+        )
+
+
+def check_location(
+    reference: str, number: int, *, found: bool, removed_at: dt.datetime | None
+) -> None:
+    """Refuse a service location that does not exist or was removed.
+
+    Raises:
+        ServiceLocationNotFound: ``found`` is false.
+        ServiceLocationRemoved: ``removed_at`` is set.
+    """
+    if not found:
+        raise ServiceLocationNotFound(f"application {reference} has no service location {number}")
+    if removed_at is not None:
+        raise ServiceLocationRemoved(f"service location {number} was removed")
+
+
 def approved_location(application: Application, number: int) -> ApprovedLocation:
     """Hand service location ``number`` of an approved application to issuance.
 
@@ -499,24 +549,15 @@ def approved_location(application: Application, number: int) -> ApprovedLocation
         ServiceLocationNotFound: no such location.
         ServiceLocationRemoved: the location was removed from the registration.
     """
-    if application.status is ApplicationStatus.LAPSED:
-        raise ApplicationLapsed(
-            "the application lapsed; its download codes no longer work (apply again)"
-        )
-    if application.status is ApplicationStatus.WITHDRAWN:
-        raise ApplicationWithdrawn("the registration was withdrawn")
-    if application.status not in COLLECTABLE:
-        raise NotCollectable(
-            f"certificates can be collected once the application is approved; it is "
-            f"{application.status.value}"
-        )
+    check_collectable(application.status)
     location = next((s for s in application.service_locations if s.number == number), None)
-    if location is None:
-        raise ServiceLocationNotFound(
-            f"application {application.reference} has no service location {number}"
-        )
-    if location.removed_at is not None:
-        raise ServiceLocationRemoved(f"service location {number} was removed")
+    check_location(
+        application.reference,
+        number,
+        found=location is not None,
+        removed_at=None if location is None else location.removed_at,
+    )
+    assert location is not None  # check_location raised otherwise
     return ApprovedLocation(
         provider_reference=application.reference,
         service_location_id=location.id,

@@ -65,6 +65,7 @@ from ca.config import PkiUrls
 from ca.keys import KeyStore
 from ca.models import CARole, CertificateAuthority, CertificateRecord, CertificateStatus
 from ca.service import get_authority
+from db.driver import driver_parameters, uses_driver_cursor
 from revocation.crl import CRLEntry, partition_distribution_point
 from revocation.crl_der import assemble_crl, encode_crl_entry
 from revocation.errors import AlreadyRevoked, CertificateNotFound, InvalidRevocationRequest
@@ -730,7 +731,7 @@ def stream_entry_der(
     """
     connection = session.connection()
     dialect = connection.dialect
-    if (dialect.name, dialect.driver) not in {("postgresql", "psycopg"), ("sqlite", "pysqlite")}:
+    if not uses_driver_cursor(dialect):
         result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
         for part in result.scalars().partitions():
             yield b"".join(part)
@@ -754,10 +755,9 @@ def stream_entry_der(
             while rows := cursor.fetchmany(batch):
                 yield b"".join(map(first, rows))
         return
-    assert compiled.positiontup is not None  # pysqlite is qmark
     cursor = driver.cursor()
     try:
-        cursor.execute(str(compiled), [params[name] for name in compiled.positiontup])
+        cursor.execute(str(compiled), driver_parameters(compiled, params))
         while rows := cursor.fetchmany(batch):
             yield b"".join(map(first, rows))
     finally:
